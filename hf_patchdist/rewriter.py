@@ -458,6 +458,24 @@ class Rewriter:
         self.config.save(folder)
         return folder
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str | None = None,
+        revision: str | None = None,
+    ) -> str:
+        """Upload the adapter, ``rewriter_config.json`` and a model card to the Hub in one commit.
+
+        Returns:
+            The URL of the commit.
+        """
+        from .hub import push_rewriter
+
+        return push_rewriter(self, repo_id, private=private, token=token, commit_message=commit_message, revision=revision)
+
     @classmethod
     def from_pretrained(
         cls,
