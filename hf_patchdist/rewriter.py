@@ -207,6 +207,7 @@ class Rewriter:
         revision: str | None = None,
         token: str | None = None,
     ) -> None:
+        config_given = config is not None
         config = RewriterConfig.from_dict(config.to_dict()) if config is not None else RewriterConfig()
         if model is None or isinstance(model, (str, os.PathLike)):
             self._model_source: str | None = str(model or config.base_model)
@@ -223,8 +224,9 @@ class Rewriter:
             self._model_source = None
             self._model = model
             self._tokenizer = tokenizer
-            name = getattr(getattr(model, "config", None), "_name_or_path", "") or config.base_model
-            config.base_model = str(name)
+            if not config_given:
+                name = getattr(getattr(model, "config", None), "_name_or_path", "") or config.base_model
+                config.base_model = str(name)
         if verifier is not None:
             self._verifier = get_verifier(verifier)
             config.verifier = self._verifier.to_dict()
@@ -237,7 +239,7 @@ class Rewriter:
             if num_candidates > 1 and not config.generation.get("do_sample", False):
                 config.generation = {**config.generation, "do_sample": True}
         self.adapter_path = str(adapter) if adapter is not None else None
-        config.has_adapter = self.adapter_path is not None
+        config.has_adapter = self.adapter_path is not None or bool(getattr(self._model, "peft_config", None))
         self.config = config
         self.batch_size = batch_size
         self.question_column = question_column
@@ -316,15 +318,7 @@ class Rewriter:
 
     def build_prompt(self, example: QAExample) -> str:
         """The chat-rendered rewriting prompt for one example."""
-        answer = example.answer or ""
-        shown = strip_calculator_annotations(answer) if self.config.strip_annotations else answer
-        text = self.config.prompt_template.format(
-            question=example.question or "", answer=shown.strip(), final_line=final_answer_line(shown)
-        )
-        messages = [*example.context]
-        if self.config.system_prompt:
-            messages = [{"role": "system", "content": self.config.system_prompt}, *messages]
-        messages.append({"role": "user", "content": text})
+        messages = build_prompt_messages(self.config, example)
         tokenizer = self.tokenizer
         if getattr(tokenizer, "chat_template", None):
             return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -443,6 +437,12 @@ class Rewriter:
         if self.adapter_path is not None:
             weights = Path(self.adapter_path) / ADAPTER_WEIGHTS_NAME
             digest.update(_file_sha256(weights).encode() if weights.is_file() else self.adapter_path.encode())
+        elif self.config.has_adapter and self._model is not None:
+            from peft import get_peft_model_state_dict
+
+            for name, tensor in sorted(get_peft_model_state_dict(self._model).items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().float().cpu().numpy().tobytes())
         if self._backend is not None and not isinstance(self._backend, TransformersBackend):
             digest.update(type(self._backend).__qualname__.encode())
         return digest.hexdigest()[:16]
@@ -451,10 +451,8 @@ class Rewriter:
         """Write ``rewriter_config.json`` (and the LoRA adapter, when there is one) into ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        if self.adapter_path is not None:
-            model = self.model
-            if getattr(model, "peft_config", None):
-                model.save_pretrained(folder, safe_serialization=True)
+        if self.config.has_adapter:
+            self.model.save_pretrained(folder, safe_serialization=True)
         self.config.save(folder)
         return folder
 
@@ -507,6 +505,20 @@ class Rewriter:
         rewriter = cls(model if model is not None else config.base_model, tokenizer, adapter=adapter, config=config, **kwargs)
         rewriter.source = str(rewriter_name_or_path)
         return rewriter
+
+
+def build_prompt_messages(config: RewriterConfig, example: QAExample) -> list[dict[str, Any]]:
+    """The rewriting prompt as chat messages: optional system turn, the example's context, the request."""
+    answer = example.answer or ""
+    shown = strip_calculator_annotations(answer) if config.strip_annotations else answer
+    text = config.prompt_template.format(
+        question=example.question or "", answer=shown.strip(), final_line=final_answer_line(shown)
+    )
+    messages = [dict(m) for m in example.context]
+    if config.system_prompt:
+        messages = [{"role": "system", "content": config.system_prompt}, *messages]
+    messages.append({"role": "user", "content": text})
+    return messages
 
 
 def check_adapter_folder(folder: str | os.PathLike) -> None:

@@ -1,0 +1,329 @@
+"""TRL reward callables of Stage I: the gate, QA-style alignment, diversity, and their gated total.
+
+They follow TRL's reward-function contract ``(prompts, completions, **dataset_columns) ->
+list[float | None]`` and plug into ``trl.GRPOTrainer`` as they are. TRL 1.16 calls a reward once
+per local generation batch holding several groups (each prompt's K completions next to each
+other), passes the data set's columns except ``prompt``/``completion`` as keyword lists, and does
+not pass ``num_generations``. The rewards therefore find their groups from the ``patch_row_id``
+column (not from the prompt text: two identical rows are two groups) and compute normalisation and
+diversity inside each group, as the paper's formulas say:
+
+    r_task in {0, 1}
+    r_dist = sigmoid(-(l_i - mean_F) / (std_F + eps))        over the feasible candidates F
+    r_div  = max(0, D(F) - D(F minus i))                       D = mean pairwise (1 - cos) / 2
+    r      = r_task * (1 + lambda_dist * r_dist + lambda_div * r_div)
+
+``std_F`` is the population standard deviation, ``eps = 1e-6``; a lone feasible candidate gets
+``r_dist = 0.5`` and ``r_div = 0``; the mean pairwise distance of fewer than two items is 0, so two
+feasible candidates each get ``r_div`` equal to their distance. Infeasible candidates get 0 for
+every term.
+
+The classes are plain callables, never ``torch.nn.Module`` (GRPOTrainer treats modules as reward
+models). NLL and embedding come from one forward pass of pi_0 (:class:`~hf_patchdist.scoring.QAScorer`),
+which is the trainer's backbone with the adapter disabled unless a separate scorer model is given.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .scoring import QAScorer, render_qa_prompt
+from .verifiers import Verifier, get_verifier
+
+
+REWARD_COLUMNS = ("question", "expert_answer", "patch_row_id")
+EPS = 1e-6
+
+
+def completion_text(completion: Any) -> str:
+    """Text of a TRL completion: a string, or a list of messages (conversational prompts)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list):
+        return "".join(str(m.get("content") or "") for m in completion if isinstance(m, dict))
+    return str(completion)
+
+
+def group_indices(row_ids: Sequence[Any]) -> list[list[int]]:
+    """Indices of each group, groups in order of first appearance."""
+    groups: dict[Any, list[int]] = {}
+    for index, row_id in enumerate(row_ids):
+        groups.setdefault(row_id, []).append(index)
+    return list(groups.values())
+
+
+def alignment_rewards(nll: Sequence[float | None], feasible: Sequence[bool], groups: Sequence[Sequence[int]], eps: float = EPS) -> list[float]:
+    """r_dist: ``sigmoid(-z)`` of each feasible candidate's NLL, z-normalised inside its group's feasible set."""
+    rewards = [0.0] * len(feasible)
+    for group in groups:
+        members = [i for i in group if feasible[i]]
+        if not members:
+            continue
+        values = [float(nll[i]) for i in members]
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+        for i, value in zip(members, values):
+            rewards[i] = 1.0 / (1.0 + math.exp((value - mean) / (std + eps)))
+    return rewards
+
+
+def mean_pairwise_distance(embeddings: torch.Tensor) -> float:
+    """Mean of ``(1 - cos) / 2`` over distinct pairs; 0 for fewer than two items."""
+    count = embeddings.shape[0]
+    if count < 2:
+        return 0.0
+    normed = torch.nn.functional.normalize(embeddings.float(), dim=-1)
+    distance = (1.0 - normed @ normed.T) / 2.0
+    upper = torch.triu_indices(count, count, offset=1)
+    return float(distance[upper[0], upper[1]].mean())
+
+
+def diversity_rewards(embeddings: torch.Tensor | None, feasible: Sequence[bool], groups: Sequence[Sequence[int]]) -> list[float]:
+    """r_div: each feasible candidate's marginal contribution to its group's mean pairwise distance."""
+    rewards = [0.0] * len(feasible)
+    if embeddings is None:
+        return rewards
+    for group in groups:
+        members = [i for i in group if feasible[i]]
+        if len(members) < 2:
+            continue
+        whole = mean_pairwise_distance(embeddings[members])
+        for position, i in enumerate(members):
+            rest = members[:position] + members[position + 1 :]
+            rewards[i] = max(0.0, whole - mean_pairwise_distance(embeddings[rest]))
+    return rewards
+
+
+@dataclass
+class CandidateEvaluation:
+    """Gate verdicts and pi_0 scores of one reward call's candidates.
+
+    Attributes:
+        feasible: r_task of each candidate.
+        reasons: The gate's reason for each candidate ("" when feasible).
+        groups: Candidate indices of each group (by ``patch_row_id``).
+        nll: pi_0 NLL under QA(q) of each feasible candidate (None for infeasible ones).
+        embeddings: ``(n, hidden)`` embeddings (zero rows for infeasible candidates), or None.
+    """
+
+    feasible: list[bool]
+    reasons: list[str]
+    groups: list[list[int]]
+    nll: list[float | None]
+    embeddings: torch.Tensor | None
+
+
+class _GroupReward:
+    """Shared machinery: gate every candidate, score the feasible ones under pi_0 in one pass."""
+
+    reward_name = "group_reward"
+    needs_scores = True
+
+    def __init__(
+        self,
+        verifier: Verifier | str | dict | Callable | None = None,
+        *,
+        scorer: QAScorer | None = None,
+        judge: Any = None,
+        qa_template: str | None = None,
+        eps: float = EPS,
+    ) -> None:
+        # The GRPO gate is strict: trimming trailing text in the reward would still train on it.
+        self.verifier = get_verifier(verifier if verifier is not None else {"name": "math", "strict": True})
+        self.scorer = scorer
+        self.judge = judge
+        self.qa_template = qa_template
+        self.eps = eps
+        self.__name__ = self.reward_name
+
+    def bind(self, model: Any, tokenizer: Any) -> None:
+        """Score with this model (pi_0 = adapter disabled) unless a scorer was given."""
+        if self.scorer is None:
+            self.scorer = QAScorer(model, tokenizer)
+        if self.judge is not None:
+            self.judge.bind(model, tokenizer)
+
+    def _truncated(self, completion_ids: Sequence[Sequence[int]] | None, count: int) -> list[bool]:
+        if completion_ids is None or self.scorer is None:
+            return [False] * count
+        tokenizer = self.scorer.tokenizer
+        stop_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+        generation_eos = getattr(getattr(self.scorer.model, "generation_config", None), "eos_token_id", None)
+        stop_ids |= set(generation_eos if isinstance(generation_eos, list) else [generation_eos])
+        return [not ids or ids[-1] not in stop_ids for ids in completion_ids]
+
+    def evaluate(
+        self,
+        completions: Sequence[Any],
+        *,
+        question: Sequence[str],
+        expert_answer: Sequence[str],
+        patch_row_id: Sequence[Any],
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        with_scores: bool = True,
+    ) -> CandidateEvaluation:
+        texts = [completion_text(c) for c in completions]
+        truncated = self._truncated(completion_ids, len(texts))
+        verdicts = [
+            self.verifier(text, answer, question=q, truncated=cut)
+            for text, answer, q, cut in zip(texts, expert_answer, question, truncated)
+        ]
+        feasible = [v.passed for v in verdicts]
+        reasons = [v.reason for v in verdicts]
+        if self.judge is not None and any(feasible):
+            idx = [i for i, ok in enumerate(feasible) if ok]
+            passed = self.judge([question[i] for i in idx], [expert_answer[i] for i in idx], [texts[i] for i in idx])
+            for i, ok in zip(idx, passed):
+                if not ok:
+                    feasible[i], reasons[i] = False, "judge_rejected"
+        groups = group_indices(patch_row_id)
+        nll: list[float | None] = [None] * len(texts)
+        embeddings = None
+        if with_scores and any(feasible):
+            if self.scorer is None:
+                raise RuntimeError(f"{self.__name__} needs a pi_0 scorer: pass scorer= or use it through RewriterTrainer.")
+            idx = [i for i, ok in enumerate(feasible) if ok]
+            prompts = [render_qa_prompt(self.scorer.tokenizer, question[i], qa_template=self.qa_template) for i in idx]
+            scores = self.scorer.score(prompts, [texts[i] for i in idx])
+            embeddings = torch.zeros(len(texts), scores.embeddings.shape[-1])
+            for position, i in enumerate(idx):
+                nll[i] = scores.nll[position]
+                embeddings[i] = scores.embeddings[position]
+        return CandidateEvaluation(feasible, reasons, groups, nll, embeddings)
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
+        missing = [c for c in REWARD_COLUMNS if c not in kwargs]
+        if missing:
+            raise KeyError(
+                f"{self.__name__} needs the data set columns {list(REWARD_COLUMNS)}; missing {missing}. "
+                "RewriterTrainer adds them; with plain GRPOTrainer, add them to the data set yourself."
+            )
+        evaluation = self.evaluate(
+            completions,
+            question=kwargs["question"],
+            expert_answer=kwargs["expert_answer"],
+            patch_row_id=kwargs["patch_row_id"],
+            completion_ids=kwargs.get("completion_ids"),
+            with_scores=self.needs_scores,
+        )
+        return self.compute(evaluation, kwargs.get("log_metric"))
+
+    def compute(self, evaluation: CandidateEvaluation, log_metric: Callable[[str, float], None] | None) -> list[float | None]:
+        raise NotImplementedError
+
+
+class TaskConsistencyReward(_GroupReward):
+    """r_task: 1 when the rewrite passes the task-consistency gate, else 0.
+
+    Args:
+        verifier: The gate (default: strict :class:`~hf_patchdist.verifiers.MathVerifier`).
+        judge: Optional :class:`~hf_patchdist.judge.LLMJudge` that must also accept the reasoning.
+
+    Example:
+        ```python
+        reward = TaskConsistencyReward()
+        reward(prompts=["p", "p"], completions=["48/2=24, 48+24=72\\n#### 72", "#### 72"],
+               question=["q", "q"], expert_answer=["48/2=24\\n48+24=72\\n#### 72"] * 2, patch_row_id=[0, 0])
+        ```
+    """
+
+    reward_name = "r_task"
+    needs_scores = False
+
+    def compute(self, evaluation: CandidateEvaluation, log_metric: Callable[[str, float], None] | None) -> list[float | None]:
+        return [1.0 if ok else 0.0 for ok in evaluation.feasible]
+
+
+class QAStyleAlignmentReward(_GroupReward):
+    """r_dist: how much more likely pi_0 finds a feasible rewrite than its group's other feasible ones.
+
+    ``sigmoid(-z)`` of the length-normalised NLL under pi_0 given QA(q), z-normalised over the
+    feasible candidates of the same ``patch_row_id``; 0 for infeasible candidates.
+
+    Example:
+        ```python
+        reward = QAStyleAlignmentReward(scorer=QAScorer(model, tokenizer))
+        ```
+    """
+
+    reward_name = "r_dist"
+
+    def compute(self, evaluation: CandidateEvaluation, log_metric: Callable[[str, float], None] | None) -> list[float | None]:
+        return alignment_rewards(evaluation.nll, evaluation.feasible, evaluation.groups, self.eps)
+
+
+class DiversityReward(_GroupReward):
+    """r_div: marginal contribution of a feasible rewrite to its group's mean pairwise cosine distance.
+
+    Example:
+        ```python
+        reward = DiversityReward(scorer=QAScorer(model, tokenizer))
+        ```
+    """
+
+    reward_name = "r_div"
+
+    def compute(self, evaluation: CandidateEvaluation, log_metric: Callable[[str, float], None] | None) -> list[float | None]:
+        return diversity_rewards(evaluation.embeddings, evaluation.feasible, evaluation.groups)
+
+
+class PatchReward(_GroupReward):
+    """The gated total ``r_task * (1 + lambda_dist * r_dist + lambda_div * r_div)``.
+
+    Gate, NLL and embedding are computed once per candidate (one pi_0 forward for both scores).
+    The components are logged through TRL's ``log_metric`` (not as extra reward functions, which
+    would add to the total): ``patch/r_task``, ``patch/r_dist``, ``patch/r_dist_std``,
+    ``patch/r_div``, ``patch/feasible_fraction``, ``patch/reward`` and ``patch/feasible_nll``.
+
+    Args:
+        verifier: The gate (default: strict math verifier with its reasoning checks).
+        lambda_dist: Weight of r_dist (the authors use 0.35).
+        lambda_div: Weight of r_div (the authors use 0.5).
+        scorer: A :class:`~hf_patchdist.scoring.QAScorer` on a separate model; default the trainer's
+            backbone with the adapter disabled.
+        judge: Optional LLM judge joining the gate.
+        qa_template: None for the chat template, or a plain template with ``{question}``.
+
+    Example:
+        ```python
+        from hf_patchdist import PatchReward, RewriterTrainer, RewriterTrainingConfig
+
+        trainer = RewriterTrainer(model="smollm2-135m-instruct", args=RewriterTrainingConfig("out"),
+                                  train_dataset=gsm8k, reward_funcs=[PatchReward(lambda_dist=0.35, lambda_div=0.5)])
+        ```
+    """
+
+    reward_name = "patch_reward"
+
+    def __init__(self, verifier: Any = None, *, lambda_dist: float = 0.35, lambda_div: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(verifier, **kwargs)
+        self.lambda_dist = lambda_dist
+        self.lambda_div = lambda_div
+
+    def compute(self, evaluation: CandidateEvaluation, log_metric: Callable[[str, float], None] | None) -> list[float | None]:
+        r_dist = alignment_rewards(evaluation.nll, evaluation.feasible, evaluation.groups, self.eps)
+        r_div = diversity_rewards(evaluation.embeddings, evaluation.feasible, evaluation.groups)
+        totals = [
+            (1.0 + self.lambda_dist * d + self.lambda_div * v) if ok else 0.0
+            for ok, d, v in zip(evaluation.feasible, r_dist, r_div)
+        ]
+        if log_metric is not None:
+            feasible = [i for i, ok in enumerate(evaluation.feasible) if ok]
+            count = len(evaluation.feasible)
+            log_metric("patch/r_task", len(feasible) / count if count else 0.0)
+            log_metric("patch/feasible_fraction", len(feasible) / count if count else 0.0)
+            log_metric("patch/reward", sum(totals) / count if count else 0.0)
+            if feasible:
+                dist = [r_dist[i] for i in feasible]
+                mean_dist = sum(dist) / len(dist)
+                log_metric("patch/r_dist", mean_dist)
+                log_metric("patch/r_dist_std", math.sqrt(sum((d - mean_dist) ** 2 for d in dist) / len(dist)))
+                log_metric("patch/r_div", sum(r_div[i] for i in feasible) / len(feasible))
+                log_metric("patch/feasible_nll", sum(float(evaluation.nll[i]) for i in feasible) / len(feasible))
+        self.last_components = {"r_task": [float(ok) for ok in evaluation.feasible], "r_dist": r_dist, "r_div": r_div, "reasons": evaluation.reasons}
+        return totals
