@@ -1,0 +1,262 @@
+"""Stage I: train the rewriting agent (a LoRA on the frozen backbone) with GRPO."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from trl import GRPOTrainer
+
+from ..formats import detect_dataset_format, qa_messages, read_example
+from ..judge import LLMJudge
+from ..models import DEFAULT_MODEL, base_model_record, load_model_and_tokenizer
+from ..rewards import REWARD_COLUMNS, PatchReward, _GroupReward
+from ..rewriter import Rewriter, RewriterConfig, build_prompt_messages
+from ..scoring import QAScorer
+from ..verifiers import get_verifier
+from .rewriter_config import RewriterTrainingConfig
+
+
+logger = logging.getLogger(__name__)
+
+
+def check_group_placement(args: RewriterTrainingConfig) -> None:
+    """Refuse settings under which a prompt's K completions would be scored on different processes.
+
+    TRL gives each process ``per_device_train_batch_size * steps_per_generation`` consecutive
+    completions of the generation batch and calls the rewards on them before gathering; GRPOConfig
+    only checks that the *global* generation batch is a multiple of K. Group-aware rewards (r_dist,
+    r_div) need whole groups on each process.
+    """
+    local = args.per_device_train_batch_size * args.steps_per_generation
+    if local % args.num_generations != 0:
+        raise ValueError(
+            f"Each process scores per_device_train_batch_size * steps_per_generation = "
+            f"{args.per_device_train_batch_size} * {args.steps_per_generation} = {local} completions, which is not a "
+            f"multiple of num_generations = {args.num_generations}: a prompt's group would be split between "
+            f"processes and the group rewards would be wrong. Set per_device_train_batch_size (or "
+            f"steps_per_generation / gradient_accumulation_steps) so that the product is a multiple of "
+            f"{args.num_generations}."
+        )
+
+
+class RewriterTrainer(GRPOTrainer):
+    """GRPO trainer of the rewriting agent: a LoRA "patch" on a frozen instruct backbone.
+
+    Builds the rewriting prompts from any TRL data set format (the same format layer and prompt as
+    :class:`~hf_patchdist.rewriter.Rewriter`), adds the columns the group-aware rewards read
+    (``question``, ``expert_answer``, ``patch_row_id``), and uses :class:`~hf_patchdist.rewards.PatchReward`
+    by default. One copy of the backbone serves as policy (adapter on), KL reference and pi_0
+    scorer (adapter off).
+
+    Args:
+        model: The backbone: the embedded alias (default), a Hub id, a folder, or a loaded model.
+        args: A :class:`RewriterTrainingConfig`.
+        train_dataset: Questions with expert answers, in any format the Rewriter reads. Rows without a
+            usable question/answer are left out, with a warning counting them by reason.
+        reward_funcs: Reward callables; default ``[PatchReward(...)]`` from the config's weights and gate.
+        peft_config: A ``peft.LoraConfig``; default one from the config's ``lora_*`` fields.
+        processing_class: Tokenizer (loaded with the model by default).
+        **kwargs: Passed to ``trl.GRPOTrainer``.
+
+    Example:
+        ```python
+        from datasets import load_dataset
+        from hf_patchdist import RewriterTrainer, RewriterTrainingConfig
+
+        gsm8k = load_dataset("openai/gsm8k", "main", split="train[1000:1400]")
+        args = RewriterTrainingConfig("gsm8k-rewriter", max_steps=40, lora_r=16)
+        trainer = RewriterTrainer(model="smollm2-135m-instruct", args=args, train_dataset=gsm8k)
+        trainer.train()
+        trainer.rewriter.push_to_hub("me/gsm8k-rewriter")
+        ```
+    """
+
+    _tag_names = ["trl", "grpo", "hf-patchdist", "rewriter"]
+
+    def __init__(
+        self,
+        model: Any = None,
+        args: RewriterTrainingConfig | None = None,
+        train_dataset: Any = None,
+        reward_funcs: Any = None,
+        peft_config: Any = None,
+        processing_class: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if args is None:
+            args = RewriterTrainingConfig("rewriter-grpo")
+        if not isinstance(args, RewriterTrainingConfig):
+            raise TypeError(f"args must be a RewriterTrainingConfig, got {type(args).__name__}")
+        check_group_placement(args)
+        if train_dataset is None:
+            raise ValueError("RewriterTrainer needs a train_dataset of questions with expert answers.")
+
+        self.base_model_name = model if isinstance(model, (str, os.PathLike)) or model is None else None
+        if model is None or isinstance(model, (str, os.PathLike)):
+            model, loaded_tokenizer = load_model_and_tokenizer(str(model or DEFAULT_MODEL), device="cpu")
+            processing_class = processing_class or loaded_tokenizer
+        elif processing_class is None:
+            raise ValueError("Pass processing_class (the tokenizer) together with a loaded model.")
+        if processing_class.pad_token is None:
+            processing_class.pad_token = processing_class.eos_token
+
+        if peft_config is None:
+            from peft import LoraConfig
+
+            peft_config = LoraConfig(
+                r=args.lora_r,
+                lora_alpha=args.lora_alpha,
+                lora_dropout=args.lora_dropout,
+                target_modules=args.lora_target_modules,
+                task_type="CAUSAL_LM",
+            )
+
+        self.rewriter_config = self._build_rewriter_config(args, model)
+        self._prompt_renderer = Rewriter(
+            model, processing_class, config=self.rewriter_config, question_column=args.question_column, answer_column=args.answer_column
+        )
+        train_dataset = self._prepare_dataset(train_dataset, args)
+
+        if reward_funcs is None:
+            reward_funcs = [PatchReward(args.verifier, lambda_dist=args.lambda_dist, lambda_div=args.lambda_div, qa_template=args.qa_template)]
+        elif not isinstance(reward_funcs, list):
+            reward_funcs = [reward_funcs]
+        judge = None
+        if args.judge_model is not None:
+            judge = LLMJudge(None if args.judge_model == "pi0" else args.judge_model, threshold=args.judge_threshold)
+        for reward in reward_funcs:
+            if isinstance(reward, _GroupReward) and judge is not None and reward.judge is None:
+                reward.judge = judge
+
+        super().__init__(
+            model=model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=processing_class,
+            peft_config=peft_config,
+            **kwargs,
+        )
+
+        # pi_0 is the trained backbone with the adapter disabled, unless a separate scorer is named.
+        scorer = None
+        if args.scorer_model is not None:
+            scorer_model, scorer_tokenizer = load_model_and_tokenizer(args.scorer_model, device=str(self.accelerator.device))
+            scorer = QAScorer(scorer_model, scorer_tokenizer)
+        policy = self.accelerator.unwrap_model(self.model)
+        for reward in self.reward_funcs:
+            if isinstance(reward, _GroupReward):
+                if scorer is not None and reward.scorer is None:
+                    reward.scorer = scorer
+                reward.bind(policy, self.processing_class)
+
+    # ------------------------------------------------------------------ data
+    @staticmethod
+    def _build_rewriter_config(args: RewriterTrainingConfig, model: Any) -> RewriterConfig:
+        name = None
+        if isinstance(model, (str, os.PathLike)):
+            name = str(model)
+        record = base_model_record(name) if name else {"base_model": getattr(model.config, "_name_or_path", "")}
+        verifier = get_verifier(args.verifier).to_dict()
+        # The saved rewriter trims trailing text at data-building time (Stage II); strictness is a
+        # training-time setting only.
+        verifier = {**verifier, "strict": False} if "strict" in verifier else verifier
+        return RewriterConfig(
+            **record,
+            prompt_template=args.prompt_template,
+            system_prompt=args.system_prompt,
+            qa_template=args.qa_template,
+            verifier=verifier,
+            lambda_dist=args.lambda_dist,
+            lambda_div=args.lambda_div,
+            has_adapter=True,
+        )
+
+    def _prepare_dataset(self, dataset: Any, args: RewriterTrainingConfig) -> Any:
+        spec = detect_dataset_format(dataset, question_column=args.question_column, answer_column=args.answer_column)
+        verifier = get_verifier(args.verifier)
+        renderer = self._prompt_renderer
+
+        def to_grpo_row(row: dict[str, Any], index: int) -> dict[str, Any]:
+            example = read_example(row, spec)
+            error = example.error or verifier.check_reference(example.answer)
+            return {
+                "prompt": build_prompt_messages(renderer.config, example) if error is None else [],
+                "question": example.question or "",
+                "expert_answer": example.answer or "",
+                "patch_row_id": index,
+                "patch_error": error or "",
+            }
+
+        mapped = dataset.map(to_grpo_row, with_indices=True, remove_columns=dataset.column_names, desc="Building rewriting prompts")
+        errors = Counter(e for e in mapped["patch_error"] if e)
+        if errors:
+            logger.warning(
+                "RewriterTrainer leaves out %d of %d rows that cannot be rewritten: %s",
+                sum(errors.values()),
+                len(mapped),
+                dict(errors),
+            )
+        self.skipped_rows = dict(errors)
+        kept = mapped.filter(lambda e: not e, input_columns="patch_error").remove_columns("patch_error")
+        if len(kept) == 0:
+            raise ValueError(f"No row of the training set can be rewritten: {dict(errors)}")
+        assert set(REWARD_COLUMNS) <= set(kept.column_names)
+        return kept
+
+    # ------------------------------------------------------------------ outputs
+    @property
+    def rewriter(self) -> Rewriter:
+        """A :class:`Rewriter` on the trained adapter (in memory), e.g. for ``push_to_hub``."""
+        config = RewriterConfig.from_dict(self.rewriter_config.to_dict())
+        config.training_summary = self.training_summary()
+        rewriter = Rewriter(self.accelerator.unwrap_model(self.model), self.processing_class, config=config)
+        return rewriter
+
+    def training_summary(self) -> dict[str, Any]:
+        """Steps, group size, reward weights and the last logged reward means."""
+        summary: dict[str, Any] = {
+            "global_step": int(self.state.global_step),
+            "num_generations": self.args.num_generations,
+            "learning_rate": self.args.learning_rate,
+            "beta": self.args.beta,
+            "lambda_dist": self.args.lambda_dist,
+            "lambda_div": self.args.lambda_div,
+            "max_completion_length": self.args.max_completion_length,
+            "train_rows": len(self.train_dataset),
+            "skipped_rows": self.skipped_rows,
+        }
+        logs = [entry for entry in self.state.log_history if "reward" in entry]
+        if logs:
+            last = logs[-1]
+            keys = ("reward", "patch/r_task", "patch/r_dist", "patch/r_div", "patch/feasible_fraction", "completions/mean_length")
+            summary["final_logs"] = {k: last[k] for k in keys if k in last}
+        return summary
+
+    def save_rewriter(self, folder: str | os.PathLike | None = None) -> Path:
+        """Write what ``Rewriter.from_pretrained(folder)`` loads: the LoRA adapter and ``rewriter_config.json``."""
+        folder = Path(folder or self.args.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.accelerator.is_main_process:
+            self.accelerator.unwrap_model(self.model).save_pretrained(folder, safe_serialization=True)
+            config = RewriterConfig.from_dict(self.rewriter_config.to_dict())
+            config.training_summary = self.training_summary()
+            config.save(folder)
+        return folder
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        output = super().train(*args, **kwargs)
+        self.save_rewriter(self.args.output_dir)
+        if self.args.push_to_hub and self.accelerator.is_main_process:
+            repo_id = self.args.hub_model_id or Path(self.args.output_dir).name
+            self.rewriter.push_to_hub(repo_id, private=self.args.hub_private_repo, token=self.args.hub_token)
+        return output
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True, **kwargs: Any) -> Any:
+        """Push the rewriter (adapter, ``rewriter_config.json``, card) to ``hub_model_id``."""
+        repo_id = self.args.hub_model_id or Path(self.args.output_dir).name
+        return self.rewriter.push_to_hub(repo_id, private=self.args.hub_private_repo, token=self.args.hub_token, commit_message=commit_message)

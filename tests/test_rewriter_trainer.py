@@ -1,0 +1,129 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from conftest import GOOD_REWRITES, GSM8K_ROWS, good_rewrite_for, make_dataset
+
+from hf_patchdist.generation import StaticBackend
+from hf_patchdist.rewriter import REWRITER_CONFIG_NAME, Rewriter
+from hf_patchdist.trainers.rewriter_config import RewriterTrainingConfig
+from hf_patchdist.trainers.rewriter_trainer import RewriterTrainer, check_group_placement
+
+
+def tiny_args(output_dir, **overrides):
+    settings = dict(
+        max_steps=2, per_device_train_batch_size=4, num_generations=4, max_completion_length=12, lora_r=4, lora_alpha=8,
+        report_to="none", bf16=False, use_cpu=True, save_strategy="no", gradient_checkpointing=False, seed=0,
+    )
+    settings.update(overrides)
+    return RewriterTrainingConfig(str(output_dir), **settings)
+
+
+def test_defaults_follow_the_paper(tmp_path):
+    args = RewriterTrainingConfig(str(tmp_path), use_cpu=True)
+    assert (args.beta, args.learning_rate, args.lambda_dist, args.lambda_div) == (0.001, 3e-6, 0.35, 0.5)
+    assert (args.lora_r, args.lora_alpha, args.lora_target_modules) == (64, 32, "all-linear")
+    assert args.verifier == {"name": "math", "strict": True}
+    assert args.generation_batch_size % args.num_generations == 0
+
+
+@pytest.mark.parametrize("fmt", ["plain", "messages"])
+def test_train_save_and_load_the_rewriter(tiny_model_dir, tmp_path, fmt):
+    trainer = RewriterTrainer(model=tiny_model_dir, args=tiny_args(tmp_path / "out"), train_dataset=make_dataset(fmt))
+    assert set(trainer.train_dataset.column_names) == {"prompt", "question", "expert_answer", "patch_row_id"}
+    assert trainer.train_dataset[0]["prompt"][-1]["content"].startswith("Question:\n" + GSM8K_ROWS[0]["question"])
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "patch/feasible_fraction" in entry]
+    assert logs and "completions/mean_length" in logs[0] and "rewards/patch_reward/mean" in logs[0]
+
+    folder = tmp_path / "out"
+    saved = json.loads((folder / REWRITER_CONFIG_NAME).read_text())
+    assert saved["has_adapter"] and saved["base_model"] == tiny_model_dir
+    assert saved["training_summary"]["global_step"] == 2 and saved["training_summary"]["num_generations"] == 4
+    assert saved["verifier"]["strict"] is False, "the saved rewriter trims at data-building time"
+    assert (folder / "adapter_model.safetensors").is_file()
+
+    rewriter = Rewriter.from_pretrained(folder, backend=StaticBackend(good_rewrite_for), show_progress=False)
+    assert getattr(rewriter.model, "peft_config", None), "the adapter must be loaded"
+    patched = make_dataset(fmt).map(rewriter, batched=True)
+    assert patched["patch_source"] == ["rewrite"] * len(GSM8K_ROWS)
+
+
+def _fixed_rollout(texts_by_row):
+    """A TRL rollout_func returning given completions, so a real GRPO step has several feasible candidates per group."""
+    position = {"i": 0}
+
+    def rollout(prompts, trainer):
+        tokenizer = trainer.processing_class
+        prompt_ids, completion_ids = [], []
+        for prompt in prompts:
+            prompt_ids.append(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False))
+            question = prompt[-1]["content"]
+            options = next(texts for key, texts in texts_by_row.items() if key in question)
+            text = options[position["i"] % len(options)]
+            position["i"] += 1
+            completion_ids.append(tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
+        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
+
+    return rollout
+
+
+def test_group_terms_reach_training(tiny_model_dir, tmp_path):
+    texts = {
+        "Natalia": [GOOD_REWRITES[72], "Half of 48 is 48 / 2 = 24. So 24 + 48 = 72 clips were sold.\n#### 72",
+                    "April gave 48 clips; May gave 48 / 2 = 24 clips; the sum is 48 + 24 = 72.\n#### 72", "#### 72"],
+        "Weng": [GOOD_REWRITES[10], "12 / 60 = 0.2 dollars a minute, and 0.2 * 50 = 10 dollars in all.\n#### 10",
+                 "The answer is 10.\n#### 10", "Per minute: 12 / 60 = 0.2. Fifty minutes: 50 * 0.2 = 10.\n#### 10"],
+    }
+    args = tiny_args(tmp_path / "out", max_steps=1, per_device_train_batch_size=8, logging_steps=1)
+    trainer = RewriterTrainer(
+        model=tiny_model_dir, args=args, train_dataset=make_dataset("plain", GSM8K_ROWS[:2]), rollout_func=_fixed_rollout(texts)
+    )
+    trainer.train()
+    log = next(entry for entry in trainer.state.log_history if "patch/r_dist" in entry)
+    assert log["patch/feasible_fraction"] == pytest.approx(6 / 8)
+    assert log["patch/r_dist_std"] > 0.01, "r_dist must not be 0.5 everywhere"
+    assert log["patch/r_div"] > 0.0, "r_div must not be 0 everywhere"
+
+
+def test_group_splitting_configuration_is_refused():
+    split = SimpleNamespace(per_device_train_batch_size=2, steps_per_generation=1, num_generations=4)
+    with pytest.raises(ValueError, match="per_device_train_batch_size"):
+        check_group_placement(split)
+    check_group_placement(SimpleNamespace(per_device_train_batch_size=2, steps_per_generation=2, num_generations=4))
+
+
+def test_rows_that_cannot_be_rewritten_are_counted_not_silently_dropped(tiny_model_dir, tmp_path, caplog):
+    from datasets import Dataset
+
+    rows = [*GSM8K_ROWS[:2], {"question": "Say hi", "answer": "Hello!"}]
+    with caplog.at_level("WARNING"):
+        trainer = RewriterTrainer(model=tiny_model_dir, args=tiny_args(tmp_path), train_dataset=Dataset.from_list(rows))
+    assert len(trainer.train_dataset) == 2
+    assert trainer.skipped_rows == {"reference_without_final_answer": 1}
+    assert "leaves out 1 of 3 rows" in caplog.text
+
+
+def test_under_accelerate_every_reward_call_sees_whole_groups(tiny_model_dir, tmp_path):
+    script = Path(__file__).parent / "scripts" / "grpo_under_accelerate.py"
+    accelerate = Path(sys.executable).parent / "accelerate"
+    # accelerate 1.15 runs `launch --cpu --num_processes 2` as ONE process (its simple launcher);
+    # the torchrun launcher with ACCELERATE_USE_CPU gives two gloo processes on a CPU machine.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    ok = subprocess.run([*cmd, str(script), tiny_model_dir, str(tmp_path / "ok"), "4", "2"], env=env, capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    seen = []
+    for rank in (0, 1):
+        calls = json.loads((tmp_path / "ok" / f"calls-{rank}.json").read_text())
+        assert calls and all(call["whole_groups"] for call in calls), calls
+        seen.append([call["row_ids"] for call in calls])
+    assert seen[0] != seen[1], "the two processes must score different groups"
+    # 2 completions per process with K = 4: GRPOConfig accepts it (global 4), the trainer must not.
+    bad = subprocess.run([*cmd, str(script), tiny_model_dir, str(tmp_path / "bad"), "2", "4"], env=env, capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0
+    assert "would be split between processes" in bad.stderr
