@@ -81,6 +81,189 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    """Push an existing rewriter folder or saved patched data set, whichever DIR holds."""
+    from .hub import push_patched_dataset, push_rewriter
+    from .rewriter import REWRITER_CONFIG_NAME
+
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        raise SystemExit(f"error: {folder} is not a folder.")
+    common = dict(private=args.private or None, token=args.token, commit_message=args.commit_message, revision=args.revision)
+    if (folder / REWRITER_CONFIG_NAME).is_file():
+        # Uploaded as it is: no model is loaded to push a folder.
+        url = push_rewriter(folder, args.repo_id, **common)
+        kind = "rewriter"
+    elif any((folder / name).is_file() for name in ("dataset_info.json", "state.json", "dataset_dict.json")):
+        import datasets
+
+        dataset = datasets.load_from_disk(str(folder))
+        url = push_patched_dataset(dataset, args.repo_id, rewriter=args.rewriter, split=args.split, **common)
+        kind = "patched data set"
+    else:
+        raise SystemExit(
+            f"error: {folder} is neither a rewriter folder ({REWRITER_CONFIG_NAME}) nor a data set saved with "
+            "save_to_disk (e.g. the --output of `hf-patchdist rewrite`)."
+        )
+    print(f"Pushed the {kind} in {folder} to {url}")
+    return 0
+
+
+def _add_push_parser(sub: argparse._SubParsersAction) -> None:
+    push = sub.add_parser(
+        "push",
+        help="Push a rewriter folder or a saved patched data set to the Hub, with its card",
+        description="Push DIR to the Hub: a rewriter folder (rewriter_config.json + adapter) as a model repo, or a "
+        "patched data set saved with save_to_disk (such as the --output of `rewrite`) as a data set repo.",
+    )
+    push.add_argument("dir", metavar="DIR", help="Rewriter folder or saved patched data set")
+    push.add_argument("repo_id", metavar="REPO_ID", help="Hub repo id, e.g. your-name/gsm8k-rewriter")
+    push.add_argument("--private", action="store_true", help="Create the repo private")
+    push.add_argument("--revision", default=None, help="Branch to push to (created from main when new)")
+    push.add_argument("--commit-message", default=None, help="Commit title")
+    push.add_argument("--token", default=None, help="Hub token (default: `hf auth login` / HF_TOKEN)")
+    push.add_argument("--rewriter", default=None, help="Data sets: Hub id of the rewriter that made it, linked from the card")
+    push.add_argument("--split", default=None, help="Data sets: split name for a single saved split (default 'train')")
+    push.set_defaults(func=cmd_push)
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    """Patch the training set (cached), then fine-tune with DistributionPatchTrainer and save model and card."""
+    from .data import load_any_dataset
+    from .trainers import DistributionPatchTrainer, PatchSFTConfig
+
+    output = _prepare_output(args.output, args.overwrite)
+    dataset = load_any_dataset(args.dataset, split=args.split, config_name=args.dataset_config, limit=args.limit)
+    config = PatchSFTConfig(
+        output_dir=str(output),
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps if args.max_steps is not None else -1,
+        learning_rate=args.learning_rate,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        max_length=args.max_length,
+        logging_steps=args.logging_steps,
+        save_strategy="no",  # the final model is saved below; checkpoints are a TRL script's business
+        seed=args.seed,
+        bf16=not args.no_bf16,
+        report_to=args.report_to,
+        patch_cache_dir=args.patch_cache_dir,
+        patch_use_cache=not args.no_patch_cache,
+    )
+    peft_config = None
+    if args.lora_r:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha or 2 * args.lora_r, target_modules="all-linear", task_type="CAUSAL_LM")
+    print(f"Patching {len(dataset)} rows with {args.rewriter or 'prompted rewriting on ' + args.model}, then SFT of {args.model} ...", file=sys.stderr)
+    # The rewriter is built inline: no reference outlives the patching, so its model copy is freed before training.
+    trainer = DistributionPatchTrainer(
+        model=args.model, args=config, train_dataset=dataset, rewriter=build_rewriter(args, args.model), peft_config=peft_config
+    )
+    print(trainer.patch_statistics.summary())
+    trainer.train()
+    trainer.save_model(str(output))
+    trainer.create_model_card(model_name=output.name)
+    (output / "patch_statistics.json").write_text(json.dumps(trainer.patch_statistics.to_dict(), indent=2) + "\n")
+    print(f"Saved the fine-tuned model and its card to {output}")
+    return 0
+
+
+def _add_sft_parser(sub: argparse._SubParsersAction) -> None:
+    sft = sub.add_parser(
+        "sft",
+        help="Patch a training set (cached) and fine-tune on it with DistributionPatchTrainer",
+        description="Stage II: patch the training targets with Generate-Verify-Fallback (cached on disk), then SFT "
+        "with TRL. Plain question/answer sets are trained as conversational prompt-completion rows.",
+    )
+    _add_data_arguments(sft)
+    _add_rewriter_arguments(sft)
+    sft.add_argument("--model", default=DEFAULT_MODEL, help=f"Model to fine-tune, also the prompted rewriter without --rewriter (default {DEFAULT_MODEL})")
+    sft.add_argument("--output", required=True, help="Folder for the fine-tuned model, its card and patch_statistics.json")
+    sft.add_argument("--overwrite", action="store_true", help="Replace --output if it exists")
+    sft.add_argument("--epochs", type=float, default=1.0, help="Training epochs (default 1)")
+    sft.add_argument("--max-steps", type=int, default=None, help="Stop after this many optimizer steps (overrides --epochs)")
+    sft.add_argument("--learning-rate", type=float, default=2e-5, help="Learning rate (default 2e-5)")
+    sft.add_argument("--batch-size", type=int, default=8, help="Training examples per device and step (default 8)")
+    sft.add_argument("--gradient-accumulation-steps", type=int, default=1, help="Steps accumulated per update (default 1)")
+    sft.add_argument("--max-length", type=int, default=1024, help="Token limit per training sequence (default 1024)")
+    sft.add_argument("--logging-steps", type=float, default=10, help="Log every N steps (default 10)")
+    sft.add_argument("--seed", type=int, default=42, help="Random seed (default 42)")
+    sft.add_argument("--lora-r", type=int, default=0, help="Train a LoRA adapter of this rank on all linear layers (default 0: full fine-tuning)")
+    sft.add_argument("--lora-alpha", type=int, default=None, help="LoRA alpha (default 2 * --lora-r)")
+    sft.add_argument("--no-bf16", action="store_true", help="Train in float32 instead of bfloat16 mixed precision")
+    sft.add_argument("--report-to", default="none", help="Trackers for the training logs (default 'none')")
+    sft.add_argument("--patch-cache-dir", default=None, help="Cache of patched data sets (default <HF_DATASETS_CACHE>/hf_patchdist)")
+    sft.add_argument("--no-patch-cache", action="store_true", help="Patch again even when a cached patched set exists")
+    sft.set_defaults(func=cmd_sft)
+
+
+def cmd_train_rewriter(args: argparse.Namespace) -> int:
+    from .data import load_any_dataset
+    from .trainers import RewriterTrainer, RewriterTrainingConfig
+
+    output = Path(args.output)
+    if output.exists() and any(output.iterdir()) and not (args.resume or args.overwrite):
+        raise SystemExit(f"error: {output} exists and is not empty; pass --resume to continue its last checkpoint or --overwrite.")
+    dataset = load_any_dataset(args.dataset, split=args.split, config_name=args.dataset_config, limit=args.limit)
+    config = RewriterTrainingConfig(
+        str(output),
+        max_steps=args.max_steps,
+        num_train_epochs=args.num_train_epochs,
+        per_device_train_batch_size=args.prompts_per_step * args.num_generations,
+        num_generations=args.num_generations,
+        learning_rate=args.learning_rate,
+        beta=args.beta,
+        temperature=args.temperature,
+        max_completion_length=args.max_completion_length,
+        lambda_dist=args.lambda_dist,
+        lambda_div=args.lambda_div,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        judge_model=args.judge_model,
+        question_column=args.question_column,
+        answer_column=args.answer_column,
+        save_steps=args.save_steps,
+        save_total_limit=2,
+        gradient_checkpointing=False,
+        report_to="none",
+        seed=args.seed,
+        push_to_hub=args.push_to_hub is not None,
+        hub_model_id=args.push_to_hub,
+    )
+    trainer = RewriterTrainer(model=args.model, args=config, train_dataset=dataset)
+    trainer.train(resume_from_checkpoint=True if args.resume else None)
+    print(json.dumps(trainer.training_summary(), indent=2))
+    print(f"Saved the rewriter to {output} (load it with Rewriter.from_pretrained({str(output)!r}))")
+    return 0
+
+
+def _add_train_rewriter_parser(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train-rewriter", help="Train a rewriter (LoRA) with GRPO and save it (Stage I)")
+    _add_data_arguments(train)
+    train.add_argument("--model", default=DEFAULT_MODEL, help=f"Backbone (default {DEFAULT_MODEL})")
+    train.add_argument("--output", required=True, help="Folder for checkpoints and the final rewriter")
+    train.add_argument("--max-steps", type=int, default=-1, help="GRPO steps (default: run --num-train-epochs)")
+    train.add_argument("--num-train-epochs", type=float, default=2.0)
+    train.add_argument("--prompts-per-step", type=int, default=1, help="Prompts (groups) per step and device")
+    train.add_argument("--num-generations", type=int, default=4, help="Group size K")
+    train.add_argument("--learning-rate", type=float, default=3e-6)
+    train.add_argument("--beta", type=float, default=0.001)
+    train.add_argument("--temperature", type=float, default=1.0)
+    train.add_argument("--max-completion-length", type=int, default=256)
+    train.add_argument("--lambda-dist", type=float, default=0.35)
+    train.add_argument("--lambda-div", type=float, default=0.5)
+    train.add_argument("--lora-r", type=int, default=64)
+    train.add_argument("--lora-alpha", type=int, default=32)
+    train.add_argument("--judge-model", default=None, help="'pi0' or a model id: add the LLM judge to the gate")
+    train.add_argument("--save-steps", type=int, default=10)
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--resume", action="store_true", help="Continue from the last checkpoint in --output")
+    train.add_argument("--overwrite", action="store_true", help="Allow a non-empty --output without --resume")
+    train.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="Push the rewriter at the end")
+    train.set_defaults(func=cmd_train_rewriter)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-patchdist", description="Rewrite SFT targets into the model's own words so fine-tuning forgets less.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     rewrite.add_argument("--overwrite", action="store_true", help="Replace --output if it exists")
     rewrite.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="Also push the patched data set with its card")
     rewrite.set_defaults(func=cmd_rewrite)
+
+    _add_train_rewriter_parser(sub)
+    _add_push_parser(sub)
+    _add_sft_parser(sub)
     return parser
 
 

@@ -495,10 +495,13 @@ class Rewriter:
             tokenizer: Tokenizer, when ``model`` is a loaded model.
             **kwargs: Passed to :class:`Rewriter` (``num_candidates``, ``question_column``...).
         """
-        from .hub import download_rewriter
+        from .hub import check_base_model, download_rewriter
 
         folder = download_rewriter(rewriter_name_or_path, revision=revision, token=token)
+        kwargs.setdefault("token", token)  # a private base model needs the same token
         config = RewriterConfig.from_folder(folder)
+        if model is None:  # fail now, naming the base model, rather than at the first map batch
+            check_base_model(config.base_model, token=token, rewriter=str(rewriter_name_or_path))
         adapter = str(folder) if config.has_adapter else None
         if adapter is not None:
             check_adapter_folder(adapter)

