@@ -264,6 +264,51 @@ def _add_train_rewriter_parser(sub: argparse._SubParsersAction) -> None:
     train.set_defaults(func=cmd_train_rewriter)
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import EvaluationConfig, run_evaluation
+
+    output = _prepare_output(args.output, args.overwrite)
+    config = EvaluationConfig(
+        batch_size=args.batch_size,
+        generation_batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        kl_prompts=args.kl_prompts,
+        kl_tokens=args.kl_tokens,
+        seed=args.seed,
+    )
+    report = run_evaluation(
+        args.model,
+        base=args.base,
+        tasks=[t.strip() for t in args.tasks.split(",") if t.strip()],
+        limit=args.limit,
+        data_dir=args.data_dir,
+        output_dir=output,
+        config=config,
+        dtype=args.dtype,
+    )
+    print(Path(report["files"]["markdown"]).read_text())
+    print(f"Wrote the report to {output}")
+    return 0
+
+
+def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    evaluate = sub.add_parser("evaluate", help="Measure downstream accuracy and forgetting against a base model")
+    evaluate.add_argument("--model", required=True, help="Model to evaluate (alias, folder or Hub id)")
+    evaluate.add_argument("--base", default=None, help="The model it was fine-tuned from (enables forgetting and KL)")
+    evaluate.add_argument("--tasks", default="gsm8k,arc_easy,hellaswag", help="Comma-separated: gsm8k, arc_easy, arc_challenge, hellaswag")
+    evaluate.add_argument("--limit", type=int, default=None, help="Items per task")
+    evaluate.add_argument("--data-dir", default=None, help="Local JSONL in the layout of ../shared/data (default: the Hub)")
+    evaluate.add_argument("--output", required=True, help="Folder for results.json, results.md and the plot")
+    evaluate.add_argument("--overwrite", action="store_true", help="Replace --output if it exists")
+    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--max-new-tokens", type=int, default=256)
+    evaluate.add_argument("--kl-prompts", type=int, default=40)
+    evaluate.add_argument("--kl-tokens", type=int, default=64)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--dtype", default="auto")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-patchdist", description="Rewrite SFT targets into the model's own words so fine-tuning forgets less.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -278,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     rewrite.set_defaults(func=cmd_rewrite)
 
     _add_train_rewriter_parser(sub)
+    _add_evaluate_parser(sub)
     _add_push_parser(sub)
     _add_sft_parser(sub)
     return parser

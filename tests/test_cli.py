@@ -50,3 +50,21 @@ def test_train_rewriter_runs_and_saves_a_loadable_rewriter(tiny_model_dir, gsm8k
     assert Rewriter.from_pretrained(out).config.has_adapter
     with pytest.raises(SystemExit, match="--resume"):
         main(args)
+
+
+def test_evaluate_writes_a_report(tiny_model_dir, tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "gsm8k").mkdir(parents=True)
+    (data / "gsm8k" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in GSM8K_ROWS))
+    (data / "arc_easy").mkdir()
+    item = {"id": "a", "question": "What color is the sky?", "choices": ["blue", "green"], "labels": ["A", "B"], "answer_index": 0}
+    (data / "arc_easy" / "test.jsonl").write_text(json.dumps(item) + "\n")
+    out = tmp_path / "eval"
+    args = ["evaluate", "--model", tiny_model_dir, "--base", tiny_model_dir, "--tasks", "gsm8k,arc_easy", "--limit", "2",
+            "--data-dir", str(data), "--output", str(out), "--max-new-tokens", "8", "--kl-prompts", "2", "--kl-tokens", "4", "--dtype", "float32"]
+    assert main(args) == 0
+    assert "forgetting" in capsys.readouterr().out
+    report = json.loads((out / "results.json").read_text())
+    model = report["methods"]["model"]
+    assert model["kl_general"] == 0.0 and model["kl_from_base"] == 0.0, "a model against itself"
+    assert "forgetting_arc_easy" in model and (out / "gain_vs_forgetting.png").is_file()
