@@ -84,6 +84,8 @@ def main() -> None:
         max_completion_length=args.max_completion_length,
         lora_r=args.lora_r,
         lora_alpha=args.lora_alpha,
+        # TRL samples with the model in train mode: LoRA dropout would add noise to every rollout.
+        lora_dropout=0.0,
         gradient_checkpointing=False,
         save_strategy="steps",
         save_steps=args.save_steps,

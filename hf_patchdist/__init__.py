@@ -10,8 +10,12 @@ from .formats import DatasetFormat, FormatSpec, detect_format
 from .generation import GenerationBackend, GenerationSettings, StaticBackend, TransformersBackend, VLLMBackend
 from .models import DEFAULT_MODEL, load_model_and_tokenizer, resolve_model_path
 from .rewriter import PATCH_COLUMNS, Rewriter, RewriterConfig
+from .hub import push_patched_dataset
+from .judge import LLMJudge
+from .rewards import DiversityReward, PatchReward, QAStyleAlignmentReward, TaskConsistencyReward
 from .scoring import QAScorer
 from .statistics import PatchStatistics
+from .trainers import DistributionPatchTrainer, PatchSFTConfig, RewriterTrainer, RewriterTrainingConfig
 from .verifiers import (
     CallableVerifier,
     ChoiceVerifier,

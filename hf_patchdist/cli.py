@@ -129,7 +129,10 @@ def _add_push_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_sft(args: argparse.Namespace) -> int:
     """Patch the training set (cached), then fine-tune with DistributionPatchTrainer and save model and card."""
+    import torch
+
     from .data import load_any_dataset
+    from .models import default_dtype
     from .trainers import DistributionPatchTrainer, PatchSFTConfig
 
     output = _prepare_output(args.output, args.overwrite)
@@ -145,7 +148,9 @@ def cmd_sft(args: argparse.Namespace) -> int:
         logging_steps=args.logging_steps,
         save_strategy="no",  # the final model is saved below; checkpoints are a TRL script's business
         seed=args.seed,
-        bf16=not args.no_bf16,
+        # bf16 mixed precision where the hardware computes it (TRL's default would fail on a CPU without use_cpu).
+        bf16=not args.no_bf16 and default_dtype() == torch.bfloat16,
+        use_cpu=not torch.cuda.is_available(),
         report_to=args.report_to,
         patch_cache_dir=args.patch_cache_dir,
         patch_use_cache=not args.no_patch_cache,
@@ -191,7 +196,7 @@ def _add_sft_parser(sub: argparse._SubParsersAction) -> None:
     sft.add_argument("--seed", type=int, default=42, help="Random seed (default 42)")
     sft.add_argument("--lora-r", type=int, default=0, help="Train a LoRA adapter of this rank on all linear layers (default 0: full fine-tuning)")
     sft.add_argument("--lora-alpha", type=int, default=None, help="LoRA alpha (default 2 * --lora-r)")
-    sft.add_argument("--no-bf16", action="store_true", help="Train in float32 instead of bfloat16 mixed precision")
+    sft.add_argument("--no-bf16", action="store_true", help="Train in float32 instead of bfloat16 mixed precision (the default where the hardware supports bf16)")
     sft.add_argument("--report-to", default="none", help="Trackers for the training logs (default 'none')")
     sft.add_argument("--patch-cache-dir", default=None, help="Cache of patched data sets (default <HF_DATASETS_CACHE>/hf_patchdist)")
     sft.add_argument("--no-patch-cache", action="store_true", help="Patch again even when a cached patched set exists")
