@@ -12,6 +12,7 @@ import importlib.util
 import logging
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,13 @@ def embedded_gguf_path(alias: str = DEFAULT_MODEL) -> Path:
 
 
 def _sha256(path: Path) -> str:
+    stat = path.stat()
+    return _sha256_cached(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    # Keyed on size and mtime: hashing the 100 MB GGUF file at every Rewriter construction costs ~0.3 s.
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

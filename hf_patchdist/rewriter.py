@@ -233,11 +233,7 @@ class Rewriter:
         else:
             self._verifier = get_verifier(config.verifier)
         if num_candidates is not None:
-            if num_candidates < 1:
-                raise ValueError(f"num_candidates must be at least 1, got {num_candidates}")
-            config.num_candidates = num_candidates
-            if num_candidates > 1 and not config.generation.get("do_sample", False):
-                config.generation = {**config.generation, "do_sample": True}
+            _set_num_candidates(config, num_candidates)
         self.adapter_path = str(adapter) if adapter is not None else None
         config.has_adapter = self.adapter_path is not None or bool(getattr(self._model, "peft_config", None))
         self.config = config
@@ -310,6 +306,40 @@ class Rewriter:
             if isinstance(self._backend, TransformersBackend):
                 state["_backend"] = None
         return state
+
+    def with_options(
+        self,
+        *,
+        num_candidates: int | None = None,
+        batch_size: int | None = None,
+        question_column: str | None = None,
+        answer_column: str | None = None,
+    ) -> Rewriter:
+        """A shallow copy with other data/generation options, or ``self`` when nothing changes.
+
+        The copy shares the loaded model and backend (no reload); ``self`` is not modified.
+        """
+        changes = {
+            "num_candidates": num_candidates not in (None, self.config.num_candidates),
+            "batch_size": batch_size not in (None, self.batch_size),
+            "question_column": question_column not in (None, self.question_column),
+            "answer_column": answer_column not in (None, self.answer_column),
+        }
+        if not any(changes.values()):
+            return self
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)  # not copy.copy: __getstate__ drops a model loaded by name
+        if changes["num_candidates"]:
+            clone.config = RewriterConfig.from_dict(self.config.to_dict())
+            _set_num_candidates(clone.config, num_candidates)
+        if changes["batch_size"]:
+            clone.batch_size = batch_size
+            clone._scorer = None  # built with the old batch size
+        if changes["question_column"]:
+            clone.question_column = question_column
+        if changes["answer_column"]:
+            clone.answer_column = answer_column
+        return clone
 
     # ------------------------------------------------------------------ prompts
     def rewriting_instruction(self) -> str:
@@ -508,6 +538,15 @@ class Rewriter:
         rewriter = cls(model if model is not None else config.base_model, tokenizer, adapter=adapter, config=config, **kwargs)
         rewriter.source = str(rewriter_name_or_path)
         return rewriter
+
+
+def _set_num_candidates(config: RewriterConfig, num_candidates: int) -> None:
+    if num_candidates < 1:
+        raise ValueError(f"num_candidates must be at least 1, got {num_candidates}")
+    config.num_candidates = num_candidates
+    if num_candidates > 1 and not config.generation.get("do_sample", False):
+        # Several greedy candidates would be identical: sample instead.
+        config.generation = {**config.generation, "do_sample": True}
 
 
 def build_prompt_messages(config: RewriterConfig, example: QAExample) -> list[dict[str, Any]]:

@@ -22,7 +22,8 @@ number, or the instruction echoed after the answer. Short generic text has a low
 base model, so the distribution reward would even prefer them. Every verifier therefore runs some
 generic checks first (empty, truncated, talks about the rewriting, echoes the instruction, text
 after the final answer), and :class:`MathVerifier` additionally checks every explicit equation,
-requires worked reasoning and a minimum length.
+requires explicit arithmetic steps, a final answer that the reasoning arrives at, and a minimum
+length.
 
 Reason codes (``VerificationResult.reason``):
 
@@ -30,8 +31,9 @@ Reason codes (``VerificationResult.reason``):
   ``"echoes_instruction"``, ``"trailing_text"`` (strict mode only), then the reference checks
   ``"invalid_reference"`` / ``"reference_without_final_answer"``;
 - answer checks: ``"no_final_answer"``, ``"wrong_final_answer"``;
-- math only: ``"wrong_equation"``, ``"no_reasoning"``, ``"too_short"``,
-  ``"missing_intermediate_results"``;
+- math only, in this order: ``"wrong_equation"`` (an explicit equation does not hold),
+  ``"no_reasoning"`` (no arithmetic step), ``"answer_not_derived"`` (the final answer is not the
+  result of the reasoning), ``"too_short"``, ``"missing_intermediate_results"``;
 - :class:`CallableVerifier`: ``"rejected"`` unless the callable gives its own reason.
 
 Final-answer lines and ``final_answer_end(text, final=False)``: a final-answer line is *complete*
@@ -554,18 +556,112 @@ _LATEX_SUBS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\\%"), "%"),
     (re.compile(r"\\\$"), "$"),
     (re.compile(r"\\approx|\\neq|\\ne(?![A-Za-z])|\\leq?|\\geq?"), " ~ "),
+    (re.compile(r"\\(?:boxed|fbox)\s*(?=\{)"), ""),  # "48 + 24 = \boxed{72}": the box reads as parentheses
 )
 _FRAC_RE = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _WORD_OPS_RE = re.compile(
     r"(?<=[\d)%])\s+(times|multiplied\s+by|plus|minus|divided\s+by)\s+(?=[$(\d.])", re.IGNORECASE
 )
 _WORD_OP_SYMBOL = {"times": "*", "multiplied by": "*", "plus": "+", "minus": "-", "divided by": "/"}
+# Unit words between a number and an operator or "=": "6 screens * 8 movies/day = 48 movies/day",
+# "8 hours/day / 2 hours/day = 4". A unit is one or two words (two letters or more, not a function
+# word), each possibly a unit fraction ("movies/day"), optionally with "per X"/"a X" ("5 dollars per
+# hour * 8"), right after a number or "%" and followed by an operator (symbol or word) or "=" and a
+# number. Such units are removed before the line is tokenized, so "hours/day" is a unit, never a
+# division by a word. See _strip_units for when they are kept.
+_UNIT_STOP_WORDS = (
+    "x times multiplied divided plus minus by of and or is are was were be so then that which to from than "
+    "if but because since as the into equals equal makes make gives give per a an"
+)
+_UNIT_WORD = r"(?!(?:" + _UNIT_STOP_WORDS.replace(" ", "|") + r")(?![\w'/-]))[A-Za-z][A-Za-z'&\-]+(?:/[A-Za-z]+)*"
+# Written against the number: "330km", "110km/hour" (not "2nd", nor "2x"); "$100/day" is already
+# "$100" (_RATE_SUFFIX_RE).
+_ATTACHED_UNIT = r"(?<=\d)(?!(?:st|nd|rd|th)\b)[A-Za-z]{2,}(?:/[A-Za-z]+)*"
+_UNITS_RE = re.compile(
+    r"(?<=[\d%\u20ac\u00a3])(?P<units>(?:" + _ATTACHED_UNIT + r")?(?:\s+(?:(?:per|a|an)\s+)?" + _UNIT_WORD
+    + r"(?:\s+" + _UNIT_WORD + r")?(?:\s+(?:per|a|an)\s+" + _UNIT_WORD + r")?)?)(?<=[A-Za-z&'-])"
+    r"(?P<gap>\s*)(?P<op>[-+*/=\u00d7\u00f7\u00b7\u2212\u2013]|[xX](?=\s)"
+    r"|(?:times|multiplied\s+by|plus|minus|divided\s+by)(?=\s))"
+    r"(?=\s*[$\u20ac\u00a3]?\s*(?:\d|\.\d|\())",
+    re.IGNORECASE,
+)
+# A computation on the left of "=" ("2*6", "8 / 2", "4 x 3"); a tight "1/2" is a quantity.
+_COMPUTATION_RE = re.compile(
+    r"(?:\d%?|\))\s*(?:[-+*^\u00d7\u00f7\u00b7\u2212\u2013]|\s/|/\s|\s[xX]\s|(?<=\d)[xX](?=\d)"
+    r"|\s(?:times|plus|minus|multiplied\s+by|divided\s+by)\s)\s*\$?\s*(?:\d|\.\d|\()",
+    re.IGNORECASE,
+)
+_CLAUSE_BREAK_RE = re.compile(r"=|[.;:!?](?:\s|$)|,\s")
+# Measurement units that an addition or subtraction must not mix ("4 pounds - 6 ounces = 58 ounces").
+_MEASURES = {
+    unit: family
+    for family, units in {
+        "mass": "pound lb ounce oz kilogram kg gram",
+        "length": "mile yard foot feet ft inch meter metre centimeter cm kilometer km millimeter mm",
+        "time": "second minute min hour hr day week month year decade century",
+        "money": "dollar cent penny pennies nickel dime quarter",
+        "volume": "gallon quart pint cup liter litre milliliter ml tablespoon teaspoon",
+    }.items()
+    for unit in units.split()
+}
+_MEASURE_SYNONYMS = {"feet": "foot", "lbs": "lb", "hrs": "hr", "mins": "min", "pennies": "penny", "inches": "inch"}
+
+
+def _measure(units: str) -> tuple[str, str] | None:
+    """(family, base unit) of the first word of a unit ("hours/day" -> ("time", "hour")), or None."""
+    word = units.split()[0].split("/")[0].lower()
+    word = _MEASURE_SYNONYMS.get(word, word)
+    for candidate in (word, word[:-1] if word.endswith("s") else word, word[:-2] if word.endswith("es") else word):
+        if candidate in _MEASURES:
+            return _MEASURES[candidate], candidate
+    return None
+
+
+def _strip_units(line: str) -> str:
+    """Remove unit words between numbers and operators (see _UNITS_RE), except where unsafe.
+
+    Kept: a unit before a tight ``/`` ("3 degrees/5%" is a rate, not a division); a unit before
+    "=" whose left side is a single quantity ("1/2 a cup = 4 ounces" is a conversion); units of
+    the same measure but different sizes around ``+``/``-`` ("4 pounds - 6 ounces").
+    """
+    matches = list(_UNITS_RE.finditer(line))
+    if not matches:
+        return line
+    out: list[str] = []
+    last = 0
+    for i, match in enumerate(matches):
+        op = match.group("op").lower()
+        keep = False
+        if op == "/" and not match.group("gap"):
+            keep = True
+        elif op == "=":
+            left = "".join(out) + line[last : match.start()]
+            keep = not _COMPUTATION_RE.search(_CLAUSE_BREAK_RE.split(left)[-1])
+        elif op in ("+", "-", "\u2212", "\u2013", "plus", "minus") and i + 1 < len(matches):
+            following = matches[i + 1]
+            if re.fullmatch(r"\s*\$?\s*[\d.,]+%?", line[match.end() : following.start()]):
+                this, that = _measure(match.group("units")), _measure(following.group("units"))
+                keep = this is not None and that is not None and this[0] == that[0] and this[1] != that[1]
+        out.append(line[last : match.end("units")] if keep else line[last : match.start()])
+        last = match.end("units")
+    out.append(line[last:])
+    return "".join(out)
+
+
+_RATE_SUFFIX_RE = re.compile(r"(?<=\d)/[A-Za-z]{2,}(?:/[A-Za-z]+)*(?![\w'])")
+_ELLIPSIS_PERCENT_RE = re.compile(r"(\d)(?:\.{2,}|\u2026)(\s?%)")
 _LIST_MARKER_RE = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)])\s+")
 # Text right before an expression that makes it the tail of a longer one ("100 balls x (10/100)",
 # "1 and 1/4 = ...", "14, 400 / 80").
 _CONTINUES_RE = re.compile(
     r"(?:^|[\s\d])(?:[xX*/+\-^\u00d7\u00f7\u00b7\u2212\u2013]|times|by|per|\d\s+and|\d,)\s*$", re.IGNORECASE
 )
+# "4 packs of 10 cupcakes x 10 = 40", "3/4 of 20 * 2 = 30": the expression is a quantity "of" an
+# earlier number, so the visible part alone is not the computation the author meant.
+_OF_A_NUMBER_RE = re.compile(r"\d%?(?:\s+[A-Za-z][\w'/-]*)?\s+of\s*\$?\s*$", re.IGNORECASE)
+# "25 classmates + his 1 teacher + 1 himself = 27": an operator a word or two before the expression
+# makes it the tail of a longer sum.
+_OP_THEN_WORDS_RE = re.compile(r"(?:[+*\u00d7\u00f7]|\s[-/\u2212\u2013])\s*(?:[A-Za-z']+\s+){1,2}\$?$")
 # Words right before an expression that change its meaning ("half of 48 + 10 = 34"): the visible
 # part alone is not the equation the author meant.
 _SCALING_WORDS = frozenset(
@@ -580,7 +676,7 @@ _TOKEN_RE = re.compile(
     r"|(?P<lp>[(\[{])"
     r"|(?P<rp>[)\]}])"
     r"|(?P<eq>=)"
-    r"|(?P<skip>[$\s])"
+    r"|(?P<skip>[$\u20ac\u00a3\s])"
     r"|(?P<other>.)"
 )
 _OP_SYMBOL = {"\u00d7": "*", "\u00f7": "/", "\u00b7": "*", "\u2212": "-", "\u2013": "-", "x": "*", "X": "*"}
@@ -616,6 +712,9 @@ def _normalize_math_line(line: str) -> str:
         if new == line:
             break
         line = new
+    line = _ELLIPSIS_PERCENT_RE.sub(r"\1\2", line)  # "8.333...%": a rounded percentage
+    line = _RATE_SUFFIX_RE.sub("", line)  # "$300/day": a rate, not a division by a word
+    line = _strip_units(line)
     line = _WORD_OPS_RE.sub(lambda m: f" {_WORD_OP_SYMBOL[' '.join(m.group(1).lower().split())]} ", line)
     return _LIST_MARKER_RE.sub(" ", line)
 
@@ -876,11 +975,13 @@ def _equations_in_line(line: str) -> Iterator[_Equation]:
             if k == 0:
                 before = line[:run_start]
                 # Glued to a word or time ("2:30 + 2 = 4:30", "a5 + 3"): not a standalone expression.
-                if before and not before[-1].isspace() and before[-1] not in "([\"'*~=>$":
+                # A label is fine ("Buicks:12+8(26)=220").
+                label = before.endswith(":") and before[-2:-1].isalpha()
+                if before and not before[-1].isspace() and before[-1] not in "([\"'*~=>$" and not label:
                     continue
                 if set(re.findall(r"[a-z]+", before.lower())[-2:]) & _SCALING_WORDS:
                     continue
-                if _CONTINUES_RE.search(before):
+                if _CONTINUES_RE.search(before) or _OF_A_NUMBER_RE.search(before) or _OP_THEN_WORDS_RE.search(before):
                     continue
                 # "apples - 10 * 2 = 4": a detached leading minus continues something we cannot see.
                 if left[0].kind == "op" and (left[0].value != "-" or len(left) < 2 or left[1].spaced):
@@ -982,6 +1083,115 @@ def _intermediate_results(text: str) -> list[float]:
             if not any(_close(value, v) for v in values):
                 values.append(value)
     return values
+
+
+def _bare_expressions(line: str) -> Iterator[tuple]:
+    """Arithmetic expressions ``a op b`` of one line that are not part of an equation (parsed)."""
+    for tokens, _run_start in _tokenize_runs(_normalize_math_line(line)):
+        if any(tok.kind == "eq" for tok in tokens) or _is_range(tokens) or any(tok.code for tok in tokens):
+            continue
+        node = _Parser(tokens).parse()
+        if node is not None and _has_operator(node):
+            yield node
+
+
+def _readings(node: tuple) -> list[float]:
+    """Values of an expression under both readings of ``%`` (skipped ones left out)."""
+    values = []
+    for percent_as_fraction in (False, True) if _has_percent(node) else (False,):
+        try:
+            values.append(_evaluate(node, percent_as_fraction))
+        except _SkipEquation:
+            pass
+    return values
+
+
+def _assigned_values(line: str) -> Iterator[float]:
+    """Values given to a one-letter unknown: "x = 2350", "p = $1000", "Y = 6/3", "20 = A"."""
+    normalized = _normalize_math_line(line)
+    for tokens, run_start in _tokenize_runs(normalized):
+        eqs = [i for i, tok in enumerate(tokens) if tok.kind == "eq"]
+        if not eqs:
+            continue
+        if eqs[0] == 0 and re.search(r"(?<![\w'\u2019.])[A-Za-z]\s*$", normalized[:run_start]):
+            node = _Parser(tokens[1 : eqs[1] if len(eqs) > 1 else len(tokens)]).parse()
+            if node is not None:
+                yield from _readings(node)
+        if eqs[-1] == len(tokens) - 1 and re.match(r"\s*[A-Za-z](?![\w'\u2019])", normalized[tokens[-1].end :]):
+            node = _Parser(tokens[eqs[-2] + 1 if len(eqs) > 1 else 0 : eqs[-1]]).parse()
+            if node is not None:
+                yield from _readings(node)
+
+
+_AFTER_EQUALS_RE = re.compile(r"=\s*\$?\s*((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)(?:\s?%)?|\.\d+)")
+
+
+def _derived_results(text: str) -> list[float]:
+    """What a solution computes.
+
+    The right side of each equation (every reading: a running computation, cents, ``%``), any
+    number written right after "=", every value given to a one-letter unknown ("20 = A",
+    "Y = 6/3"), and the value of the last arithmetic expression that is not part of an equation
+    ("In all 48 + 24 clips").
+    """
+    values: list[float] = []
+    for equation in _find_equations(text):
+        for rhs, _source in equation.rhs_options:
+            values.extend(_readings(rhs))
+    # Any number written right after "=", whatever its left side ("Losses = 30", "10:00-00:00 = 10").
+    for match in _AFTER_EQUALS_RE.finditer(text):
+        values.extend(_numbers_in(match.group(1)))
+    last: tuple | None = None
+    for line in _strip_annotations(text).splitlines():
+        values.extend(_assigned_values(line))
+        for node in _bare_expressions(line):
+            last = node
+    if last is not None:
+        values.extend(_readings(last))
+    return values
+
+
+def _is_result(answer: float, value: float) -> bool:
+    """Whether a computed ``value`` gives the final ``answer``.
+
+    Sign aside; a fractional value may be rounded either way to a whole answer ("137.33 hours",
+    so 138 hours); and a value may be given in hundredths (dollars for cents, a fraction for a
+    percentage: ".25 more per can", so 25 cents).
+    """
+    answer, value = abs(answer), abs(value)
+    for candidate in (value, value * 100):
+        if _close(candidate, answer, rel_tol=1e-6):
+            return True
+        if _close(answer, round(answer)) and not _close(candidate, round(candidate)) and abs(candidate - answer) < 1:
+            return True
+    return False
+
+
+_NUMBER_WORDS = {
+    word: value
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+        "sixteen seventeen eighteen nineteen twenty".split()
+    )
+}
+_NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90})
+
+
+def _numbers_and_number_words(text: str) -> list[float]:
+    words = re.findall(r"[a-z]+", text.lower())
+    return _numbers_in(text) + [float(_NUMBER_WORDS[w]) for w in words if w in _NUMBER_WORDS]
+
+
+def _stated_in_conclusion(body: str, answer: float, question: str | None) -> bool:
+    """Whether the last line of ``body`` states ``answer`` (in digits or as a number word up to
+    ninety) and the question does not write it in digits ("Thus, Brad's zip code is 11026.")."""
+    lines = [line for line in _strip_annotations(body).splitlines() if line.strip()]
+    if not lines:
+        return False
+    known = _numbers_in(question) if isinstance(question, str) else []
+    if any(_close(abs(answer), abs(k)) for k in known):
+        return False
+    return any(_close(abs(answer), abs(v)) for v in _numbers_and_number_words(lines[-1]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1188,13 +1398,25 @@ class Verifier(abc.ABC):
 # --------------------------------------------------------------------------------------------
 
 _SENTENCE_SPLIT_RE = re.compile(r"\n+|(?<=[.!?;])\s+")
-_EXPRESSION_RE = re.compile(
-    r"(?:\d|\))\s*(?:[-+*/^\u00d7\u00f7\u2212\u2013=]|\\times|\\cdot|\\div|\s[xX]\s|(?<=\d)[xX](?=\d))\s*\$?\s*(?:\d|\(|\\frac)"
+# An algebra step (with "=" in the sentence): an operator between numbers and one-letter unknowns
+# ("4 * x + 600", "c + 2c", "X*1.2") or a coefficient times an unknown beside "=" ("9m = 27").
+_ALGEBRA_OPERAND = r"(?:(?<![\w.])\d*\.?\d+[A-Za-z]?(?![\w.])|(?<![\w'\u2019])[A-Za-z](?![\w'\u2019])|\))"
+_ALGEBRA_STEP_RE = re.compile(
+    _ALGEBRA_OPERAND
+    + r"\s*[-+*/^\u00d7\u00f7\u00b7\u2212\u2013]\s*\$?\s*(?=[\d.(]|[A-Za-z](?![\w'\u2019]))"
+    + _ALGEBRA_OPERAND
+    + r"|(?<![\w.])\d*\.?\d+[A-Za-z]\s*=|=\s*\$?\s*\d*\.?\d+[A-Za-z](?![\w'\u2019])"
 )
-
-
-# "15 questions/hour * 2 hours = 30 questions": an equation between quantities with units.
-_UNIT_EQUATION_RE = re.compile(r"\d[^=\n]*=[^=\n]*\d")
+# An equation between quantities with long units: "6 tubs of lip gloss * 2 tubes per tub = 12 tubes",
+# "38 million/19 = 2 million" (an operator between two numbers, then "=" and a number).
+_UNIT_STEP_RE = re.compile(
+    r"\d[^\d=\n]{0,60}?(?:\s[-/xX\u2212\u2013]\s|\s?[*+\u00d7\u00f7]\s?|(?<=[A-Za-z])/(?=\d))"
+    r"\s*[$\u20ac\u00a3]?\s*\.?\d[^=\n]*=\s*[$\u20ac\u00a3]?\s*\.?\d"
+)
+# An arithmetic expression "a op b" in a normalized sentence (unit words already removed).
+_EXPRESSION_RE = re.compile(
+    r"(?:\d%?|\))\s*(?:[-+*/^\u00d7\u00f7\u00b7\u2212\u2013]|\s[xX]\s|(?<=\d)[xX](?=\d))\s*\$?\s*(?:\d|\.\d|\()"
+)
 
 
 class MathVerifier(Verifier):
@@ -1202,7 +1424,8 @@ class MathVerifier(Verifier):
 
     On top of the generic checks the candidate must have a final-answer line whose answer is
     equivalent to the reference's (:func:`math_answers_equal`), every explicit equation must hold,
-    it must show worked reasoning and must not be much shorter than the expert answer.
+    it must show explicit arithmetic, its final answer must be the result of that arithmetic, and it
+    must not be much shorter than the expert answer.
 
     Final-answer lines: ``#### 72`` (GSM8K), a line with a closed ``\\boxed{...}``, or "The (final)
     answer is 72." (a number, possibly with a few unit words, and no further clause).
@@ -1210,16 +1433,33 @@ class MathVerifier(Verifier):
     Args:
         strict: Reject text after the final-answer line instead of trimming it.
         check_equations: Check every explicit equation ``a op b (op c)* = r`` (GSM8K ``<<48/2=24>>``
-            annotations included); ``+ - * / x × ÷ ^``, parentheses, ``$``, ``%`` (read both as a
-            number and as a fraction) and thousands separators are understood. A running
-            computation "5 + 3 = 8 * 2 = 16" is read as two equations.
+            annotations included); ``+ - * / x × ÷ ^``, "times"/"plus"/"minus"/"multiplied by"/
+            "divided by", parentheses, ``$``, ``€``, ``£``, ``%`` (read both as a number and as a
+            fraction) and thousands separators are understood. A running computation
+            "5 + 3 = 8 * 2 = 16" is read as two equations. Unit words between the numbers are
+            skipped: "6 screens * 8 movies/day = 48 movies/day", "8 hours/day / 2 hours/day = 4",
+            "$100/day * 2 = $200/day" ("/day" is a unit, never a division by a word). They are kept,
+            and the equation is not read, where skipping them would change its meaning: a
+            conversion ("1/2 a cup = 4 ounces"), mixed sizes ("4 pounds - 6 ounces"), a rate
+            ("3 degrees/5%").
         equation_rel_tol: Relative tolerance of an equation. A right side given as a single number
             is also accepted when it is the left side rounded or truncated to the number's own
             decimals ("10/3 = 3.33"), or a whole number within 1 of a fractional left side
             ("10/3 = 3 boxes").
-        min_reasoning_steps: Minimum number of worked steps before the final answer: sentences with
-            an arithmetic expression, or with a number that is neither the final answer nor in the
-            question. ``0`` disables the check.
+        min_reasoning_steps: Minimum number of arithmetic steps before the final answer: sentences
+            with an arithmetic expression ``a op b`` (unit words allowed between the numbers), an
+            equation with an operator on one side (one-letter unknowns allowed: "4 * x + 600 =
+            10000", "9m = 27") or a GSM8K annotation. Numbers alone are not steps ("he pays $55,
+            which is 10% of his income"). ``0`` disables the check.
+        require_derived_answer: Require the final answer (when it is a number) to be a result of
+            the reasoning (``"answer_not_derived"`` otherwise): the right side of an equation (or any
+            number written right after "="), a value given to a one-letter unknown ("x = 2350",
+            "20 = A"), or the value of the last arithmetic expression that is not an equation
+            ("In all 48 + 24 clips"). A fractional result may be rounded to a whole answer and a
+            result may be in hundredths (0.25 dollars for 25 cents). As a last resort the last line
+            of the reasoning may state the answer ("Thus, the zip code is 11026."), unless the
+            question writes that number itself: restating "4 packs" from the question derives
+            nothing.
         min_length_ratio: Minimum word count relative to the expert answer (annotations removed).
             ``0`` disables the check.
         min_intermediate_recall: When set, the minimum fraction of the expert's intermediate results
@@ -1237,6 +1477,7 @@ class MathVerifier(Verifier):
         verifier(rewrite, reference).passed  # True
         verifier("The answer is 72.", reference).reason  # "no_reasoning"
         verifier(rewrite.replace("48 / 2", "48 * 2"), reference).reason  # "wrong_equation"
+        verifier("In May: 48 / 2 = 24 clips.\n#### 72", reference).reason  # "answer_not_derived"
         ```
     """
 
@@ -1249,6 +1490,7 @@ class MathVerifier(Verifier):
         check_equations: bool = True,
         equation_rel_tol: float = 1e-3,
         min_reasoning_steps: int = 1,
+        require_derived_answer: bool = True,
         min_length_ratio: float = 0.25,
         min_intermediate_recall: float | None = None,
         meta_phrases: Sequence[str] | None = None,
@@ -1265,6 +1507,7 @@ class MathVerifier(Verifier):
         self.check_equations = bool(check_equations)
         self.equation_rel_tol = float(equation_rel_tol)
         self.min_reasoning_steps = int(min_reasoning_steps)
+        self.require_derived_answer = bool(require_derived_answer)
         self.min_length_ratio = float(min_length_ratio)
         self.min_intermediate_recall = None if min_intermediate_recall is None else float(min_intermediate_recall)
 
@@ -1291,6 +1534,7 @@ class MathVerifier(Verifier):
             "check_equations": self.check_equations,
             "equation_rel_tol": self.equation_rel_tol,
             "min_reasoning_steps": self.min_reasoning_steps,
+            "require_derived_answer": self.require_derived_answer,
             "min_length_ratio": self.min_length_ratio,
             "min_intermediate_recall": self.min_intermediate_recall,
         }
@@ -1311,12 +1555,27 @@ class MathVerifier(Verifier):
             if wrong is not None:
                 return _fail("wrong_equation", text, wrong)
         if self.min_reasoning_steps:
-            steps = self._count_reasoning_steps(text[: located.start], located.answer, question)
+            steps = self._count_reasoning_steps(text[: located.start])
             if steps < self.min_reasoning_steps:
                 return _fail(
                     "no_reasoning",
                     text,
-                    f"{steps} worked step(s) before the final answer, {self.min_reasoning_steps} required",
+                    f"{steps} arithmetic step(s) before the final answer, {self.min_reasoning_steps} required",
+                )
+        if self.require_derived_answer:
+            # The reasoning, and the box of "48 + 24 = \\boxed{72}" (but not "The answer = 72").
+            worked = text[: located.end] if located.kind == "boxed" else text[: located.start]
+            final_value = _numeric_value(located.answer)
+            if (
+                final_value is not None
+                and not any(_is_result(final_value[0], v) for v in _derived_results(worked))
+                and not _stated_in_conclusion(text[: located.start], final_value[0], question)
+            ):
+                return _fail(
+                    "answer_not_derived",
+                    text,
+                    f"the final answer {located.answer!r} is not the result of any equation or of the last "
+                    "arithmetic expression",
                 )
         if self.min_length_ratio:
             words, reference_words = _word_count(text), _word_count(reference)
@@ -1343,24 +1602,30 @@ class MathVerifier(Verifier):
         return VerificationResult(passed=True, reason="", text=text)
 
     @staticmethod
-    def _count_reasoning_steps(body: str, answer: str, question: str | None) -> int:
-        """Sentences of ``body`` with an arithmetic expression or a newly derived number."""
-        final_value = _numeric_value(answer)
-        known = _numbers_in(question) if isinstance(question, str) else []
+    def _count_reasoning_steps(body: str) -> int:
+        """Sentences of ``body`` with an explicit arithmetic step.
+
+        A step is a GSM8K annotation ``<<a*b=c>>`` (not ``<<30=30>>``), an equation with an operator,
+        an arithmetic expression ``a op b`` (``+ - * / x × ÷ ^``, the words "times", "plus",
+        "minus", "multiplied by", "divided by"; unit words between the numbers are allowed), or an
+        algebra step with one-letter unknowns ("4 * x + 600 = 10000", "9m = 27"). A number alone is
+        not a step: "he pays $55, which is 10% of his income" states, it does not compute.
+        """
         steps = 0
-        for sentence in _SENTENCE_SPLIT_RE.split(_strip_annotations(body)):
+        for sentence in _SENTENCE_SPLIT_RE.split(body):
             if not sentence.strip():
                 continue
-            if _EXPRESSION_RE.search(_normalize_math_line(sentence)) or _UNIT_EQUATION_RE.search(sentence):
+            if any(_EXPRESSION_RE.search(a.group(0)) for a in _ANNOTATION_RE.finditer(sentence)):
                 steps += 1
                 continue
-            for value in _numbers_in(sentence):
-                if final_value is not None and _close(value, final_value[0]):
-                    continue
-                if any(_close(value, k) for k in known):
-                    continue
+            visible = _strip_annotations(sentence)
+            normalized = _normalize_math_line(visible)
+            if (
+                _EXPRESSION_RE.search(normalized)
+                or ("=" in normalized and (_ALGEBRA_STEP_RE.search(normalized) or _UNIT_STEP_RE.search(normalized)))
+                or next(_equations_in_line(visible), None)
+            ):
                 steps += 1
-                break
         return steps
 
 

@@ -122,8 +122,8 @@ def test_expert_answer_with_a_real_arithmetic_error_is_caught():
     [
         (NATALIA_REWRITE, NATALIA),
         (
-            "Natalia sold 48 clips in April. Half of that is 24, which is what she sold in May. "
-            "Altogether that makes 72 clips.\nThe answer is 72.",
+            "Natalia sold 48 clips in April. Half of that is 48 / 2 = 24, which is what she sold in May. "
+            "Altogether that makes 48 + 24 = 72 clips.\nThe answer is 72.",
             NATALIA,
         ),
         ("April: 48 clips. May: $48 \\div 2 = 24$ clips. Total: $48 + 24 = 72$.\n\\boxed{72}", NATALIA),
@@ -171,8 +171,22 @@ def test_bare_answer_fails_no_reasoning(candidate):
 
 
 def test_reasoning_requirement_can_be_disabled():
-    verifier = MathVerifier(min_reasoning_steps=0, min_length_ratio=0)
+    verifier = MathVerifier(min_reasoning_steps=0, require_derived_answer=False, min_length_ratio=0)
     assert verifier("The answer is 72.", NATALIA["answer"]).passed
+    # With only the step count disabled, a bare answer is still not derived from anything.
+    result = MathVerifier(min_reasoning_steps=0, min_length_ratio=0)("The answer is 72.", NATALIA["answer"])
+    assert result.reason == "answer_not_derived"
+
+
+def test_numbers_without_arithmetic_are_not_reasoning():
+    # Each sentence has numbers the question does not give, but none computes anything.
+    candidate = (
+        "Natalia sold 48 clips in April. Half of that is 24, which is what she sold in May. "
+        "Altogether that makes 72 clips.\nThe answer is 72."
+    )
+    result = MathVerifier()(candidate, NATALIA["answer"], question=NATALIA["question"])
+    assert result.reason == "no_reasoning"
+    assert result.detail == "0 arithmetic step(s) before the final answer, 1 required"
 
 
 def test_wrong_equation_on_the_way_to_the_right_answer_fails():
@@ -221,6 +235,27 @@ def test_wrong_equation_on_the_way_to_the_right_answer_fails():
         ("The shift is 0900-0130 = 0730 hours", True),
         ("Then 192 / 1.2 = 1.2Y / 1.2 so 160 = Y", True),
         ("10 ^ 400 = 3 is skipped rather than evaluated", True),
+        # Unit words between numbers and operators; "x/day" is a unit, not a division by a word.
+        ("each screen shows 8 hours/day / 2 hours/day = 4 movies/day", True),
+        ("each screen shows 4 movies/day * 2 hours/day = 8 movies/day", True),
+        ("the theater shows 6 screens * 8 movies/day = 52 movies/day", False),
+        ("the theater shows 6 screens * 8 movies/day = 48 movies/day", True),
+        ("She pays 20 dollars per hour * 8 hours = 170 dollars", False),
+        ("She earns $100/day * 2 = $200/day", True),
+        ("She earns $100/day * 2 = $300/day", False),
+        ("Time is 330km / 110km/hour = 3 hours", True),
+        ("He has 20 M&Ms - 12 M&Ms = 9 green M&Ms", False),
+        ("It costs $5 a pound * 3 pounds = $16", False),
+        ("She bought 4 cups x 3 = 12 cups", True),
+        ("She bought 4 cups times 3 = 13 cups", False),
+        ("So 48 + 24 = \\boxed{73} clips", False),
+        # Units that must stay words: a conversion, mixed sizes, a rate "per 5%", a longer sum.
+        ("1/2 a cup = 4 ounces", True),
+        ("Lazlo = 4 pounds - 6 ounces = 58 ounces", True),
+        ("24 degrees / 3 degrees/5% increase = 8 5% increases", True),
+        ("cupcakes for his 25 classmates + his 1 teacher + 1 himself = 27 people", True),
+        ("She needs to buy 4 packs of 10 cupcakes x 10 = 40 cupcakes", True),
+        ("Algebra 2y + 3 = 11", True),
     ],
 )
 def test_equations_are_checked(line, holds):
@@ -232,7 +267,7 @@ def test_equations_are_checked(line, holds):
 
 
 def test_equation_tolerance_is_configurable():
-    candidate = "It is 100*3 = 301 meters.\n#### 72"
+    candidate = "It is 100*3 = 301 meters, and 70 + 2 = 72 in all.\n#### 72"
     assert MathVerifier()(candidate, "#### 72").reason == "wrong_equation"
     assert MathVerifier(equation_rel_tol=1e-2)(candidate, "#### 72").passed
 
@@ -385,6 +420,195 @@ def test_check_reference(reference, reason):
     assert result.passed is (reason is None)
     if reason is not None:
         assert result.reason == reason
+
+
+# ---------------------------------------------------------------------------------------------
+# Real accepted rewrites (SmolLM2-135M-Instruct on GSM8K train[800:832]) that the gate let through
+# ---------------------------------------------------------------------------------------------
+
+# GSM8K train rows 801, 802, 805, 821 and 822 (leaks) and 815, 817, 828, 830 (good rewrites), verbatim.
+TRAIN_800 = {
+    index: json.loads(line)
+    for index, line in zip(
+        (801, 802, 805, 815, 817, 821, 822, 828, 830),
+        r"""
+{"question": "Alex gets paid $500 a week and 10% of his weekly income is deducted as tax. He also pays his weekly water bill for $55 and gives away another 10% of his weekly income as a tithe. How much money does Alex have left?", "answer": "His income tax is 10% of 500 which is 500*10% = $<<500*10*.01=50>>50.\nHis tithe costs 10% of $500 which is 500*10% = $<<500*10*.01=50>>50.\nThe total expenses are 50 + 55 + 50 = $155\nHe is then left with $500 - $ 155= $<<500-155=345>>345.\n#### 345"}
+{"question": "Ivan has a bird feeder in his yard that holds two cups of birdseed. Every week, he has to refill the emptied feeder. Each cup of birdseed can feed fourteen birds, but Ivan is constantly chasing away a hungry squirrel that steals half a cup of birdseed from the feeder every week. How many birds does Ivan\u2019s bird feeder feed weekly?", "answer": "The squirrel steals 1/2 cup of birdseed every week, so the birds eat 2 - 1/2 = 1 1/2 cups of birdseed.\nEach cup feeds 14 birds, so Ivan\u2019s bird feeder feeds 14 * 1 1/2 = 21 birds weekly.\n#### 21"}
+{"question": "A movie theater has 6 screens which show movies back-to-back all day. If the movie theater is open for 8 hours, and each movie lasts 2 hours, how many movies are shown in total throughout the day?", "answer": "Each screen shows movies all day, which means each screen shows 8 hours/day / 2 hours per movie = <<8/2=4>>4 movies/day.\nSo in total, the movie theater shows 6 screens * 4 movies/day = <<6*4=24>>24 movies.\n#### 24"}
+{"question": "Bingley has 5 bracelets. Kelly gives Bingley a fourth of her 16 bracelets. Then Bingley gives a third of his bracelets to his little sister. How many bracelets does Bingley have remaining?", "answer": "Kelly gives Bingley 16 / 4 = <<16/4=4>>4 bracelets\nBingley has 5 + 4 = <<5+4=9>>9 bracelets\nBingley gives his little sister 9 / 3 = <<9/3=3>>3 bracelets\nIn the end, Bingley has 9 - 3 = <<9-3=6>>6 bracelets remaining\n#### 6"}
+{"question": "Maddie wants to see how much her mom spends on coffee each week. She makes herself 2 cups of coffee per day. Each cup has 1.5 ounces of coffee beans. A bag of coffee costs $8 and contains 10.5 ounces of beans. She uses 1/2 a gallon of milk per week. A gallon of milk costs $4. She doesn't add any sugar to the coffee. How much does she spend on her coffee per week?", "answer": "She uses 3 ounces of beans per day because 2 x 1.5 = <<2*1.5=3>>3\nShe uses 21 ounces of beans per week because 7 x 3 = <<7*3=21>>21\nShe buys 2 bags of beans per week because 21 / 10.5 = <<21/10.5=2>>2\nShe spends $16 on the beans per week because 2 x 8 = <<16=16>>16\nShe spends $2 on the milk per week because 4 x (1/2) = <<4*(1/2)=2>>2\nShe spends $18 per week on her coffee because 16 + 2 = <<16+2=18>>18\n#### 18"}
+{"question": "Sammy can eat 15 pickle slices.  His twin sister Tammy can eat twice as much as Sammy.  Their older brother Ron eats 20% fewer pickles slices than Tammy.  How many pickle slices does Ron eat?", "answer": "Tammy can eat twice as many pickle slices as Sammy who eats 15 so Tammy can eat 15*2 = <<15*2=30>>30 pickle slices\nRon eats 20% fewer pickle slices than Tammy who eats 30 pickle slices so that's .20*30 = <<20*.01*30=6>>6 fewer slices than Tammy\nTammy eats 30 slices and Ron eats 6 less, then Ron eats 30-6 = <<30-6=24>>24 pickle slices\n#### 24"}
+{"question": "Cupcakes are sold in packages of 10 and 15. Jean bought 4 packs of 15 cupcakes.  If she will give one cupcake each to 100 children in the orphanage, how many packs of 10 cupcakes should she need to buy?", "answer": "Jean already bought 15 cupcakes x 4 packs = <<15*4=60>>60 cupcakes.\nShe needs 100 - 60 = <<100-60=40>>40 more cupcakes.\nThus, she needs to buy 40/10 = <<40/10=4>>4 packs of 10 cupcakes.\n#### 4"}
+{"question": "Tim gets 6 hours of sleep 2 days in a row.  To make up for it he sleeps 10 hours the next 2 days.  How much sleep did he get?", "answer": "He got 2*6=<<2*6=12>>12 hours the first 2 days.\nThe next 2 days he gets 2*10=<<2*10=20>>20 hours.\nSo he got 12+20=<<12+20=32>>32 hours.\n#### 32"}
+{"question": "Forty percent of the students have elected to learn from home during the pandemic. The remaining students are divided into two equal groups, only one of which is physically in school on any day. What percent of students are present in school?", "answer": "100-40=<<100-40=60>>60 percent of students are remaining.\n60/2=<<60/2=30>>30 percent are present in school.\n#### 30"}
+""".strip().splitlines(),
+    )
+}
+
+LEAKED_REWRITES = {
+    # Numbers, but no arithmetic at all.
+    801: (
+        "Alex gets paid $50 a week and pays his weekly water bill for $55, which is 10% of his weekly income. "
+        "He also gives away another 10% of his weekly income as a tithe.\n#### 345"
+    ),
+    # The reasoning arrives at 28; the final answer 21 comes from nowhere.
+    802: (
+        "Ivan has a bird feeder in his yard that holds two cups of birdseed. Each cup can feed fourteen birds, "
+        "so he has to feed 14 * 2 = 28 birds weekly.\n\n#### 21"
+    ),
+    # "6 screens * 8 movies/day = 52" is false; units sat between the numbers and the operators.
+    805: (
+        "A movie theater has 6 screens that show movies all day, which means each screen shows "
+        "8 hours/day / 2 hours/day = 4 movies/day.\nEach screen shows 4 movies/day * 2 hours/day = 8 movies/day.\n"
+        "So in total, the movie theater shows 6 screens * 8 movies/day = 52 movies/day.\n#### 24"
+    ),
+    821: (
+        "Tammy can eat twice as many pickle slices as Sammy who eats 15 so Tammy can eat 15*2 = 30 pickle slices\n"
+        "Ron eats 20% fewer pickle slices than Tammy who eats 30 so Ron eats 30 - 20 = 10 more slices than Tammy\n"
+        "#### 24"
+    ),
+    # 4 is only a number of the question ("4 packs"), never a result.
+    822: (
+        "Cupcakes are sold in packages of 10 and 15, so 10 + 15 = 25.\n"
+        "If Jean bought 4 packs of 10 cupcakes, she already has 10 cupcakes.\n"
+        "She needs to buy 4 packs of 10 cupcakes x 10 = 40 cupcakes.\n#### 4"
+    ),
+}
+
+GOOD_REWRITES = {
+    815: (
+        "Bingley has 5 bracelets.\nKelly gives Bingley 16 / 4 = 4 bracelets.\n"
+        "Bingley gives a third of his bracelets to his little sister.\n"
+        "In the end, Bingley has 9 - 3 = 6 bracelets remaining.\n#### 6"
+    ),
+    828: (
+        "Tim gets 2*6 = 12 hours the first 2 days.\nThe next 2 days he gets 2*10 = 20 hours.\n"
+        "So he got 12+20 = 32 hours.\n#### 32"
+    ),
+    830: (
+        "100-40 = 60 percent of students are remaining.\n"
+        "60/2 = 30 percent of students are present in school.\n#### 30"
+    ),
+    817: (
+        "She uses 3 ounces of coffee per day because 2 x 1.5 = 3\n"
+        "She uses 21 ounces of beans per week because 7 x 3 = 21\n"
+        "She buys 2 bags of beans per week because 2 x 8 = 16\n"
+        "She spends $16 on the beans per week because 2 x 8 = 16\n"
+        "She spends $2 on the milk per week because 4 x (1/2) = 2\n"
+        "She spends $18 per week on her coffee because 16 + 2 = 18\n#### 18"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("index", "reason", "detail"),
+    [
+        (801, "no_reasoning", "0 arithmetic step(s) before the final answer, 1 required"),
+        (802, "answer_not_derived", "the final answer '21' is not the result of any equation or of the last"),
+        (805, "wrong_equation", "6*8=52 does not hold (left side is 48)"),
+        (821, "answer_not_derived", "the final answer '24' is not"),
+        (822, "answer_not_derived", "the final answer '4' is not"),
+    ],
+)
+def test_leaked_rewrites_are_rejected(index, reason, detail):
+    row = TRAIN_800[index]
+    result = MathVerifier()(LEAKED_REWRITES[index], row["answer"], question=row["question"])
+    assert not result.passed
+    assert result.reason == reason
+    assert result.detail.startswith(detail)
+    # The final answers are right: only the new checks catch them.
+    assert math_answers_equal(extract_math_answer(LEAKED_REWRITES[index]), extract_math_answer(row["answer"]))
+
+
+def test_wrong_unit_equation_also_fails_derivation():
+    row = TRAIN_800[805]
+    result = MathVerifier(check_equations=False)(LEAKED_REWRITES[805], row["answer"], question=row["question"])
+    assert result.reason == "answer_not_derived"
+
+
+@pytest.mark.parametrize("index", sorted(GOOD_REWRITES))
+def test_good_real_rewrites_pass(index):
+    row = TRAIN_800[index]
+    result = MathVerifier()(GOOD_REWRITES[index], row["answer"], question=row["question"])
+    assert result.passed, (result.reason, result.detail)
+    assert MathVerifier(strict=True)(GOOD_REWRITES[index], row["answer"], question=row["question"]).passed
+
+
+@pytest.mark.parametrize("index", sorted(TRAIN_800))
+def test_train_800_expert_answers_pass_with_and_without_annotations(index):
+    row = TRAIN_800[index]
+    for answer in (row["answer"], re.sub(r"<<[^<>]*>>", "", row["answer"])):
+        result = MathVerifier()(answer, row["answer"], question=row["question"])
+        assert result.passed, (answer, result.reason, result.detail)
+
+
+# ---------------------------------------------------------------------------------------------
+# The final answer must be derived
+# ---------------------------------------------------------------------------------------------
+
+
+# Each derivation below is followed by a line without numbers, so that only the rule it shows applies.
+_DONE = "\nThat counts both months.\n#### 72"
+
+
+@pytest.mark.parametrize(
+    "candidate",
+    [
+        # The right side of an equation (and of a GSM8K annotation).
+        "In May: 48 / 2 = 24 clips. In all: 48 + 24 = 72 clips." + _DONE,
+        "In May: 48 / 2 = <<48/2=24>>24 clips. In all: <<48+24=72>>72 clips." + _DONE,
+        # The value of the last arithmetic expression that is not an equation.
+        "In May she sold 48 / 2 = 24 clips, so in all she sold 48 + 24 clips." + _DONE,
+        # A value given to an unknown.
+        "In May she sold 48 / 2 = 24 clips; with x the total, x - 24 = 48, so x = 72." + _DONE,
+        "In May she sold 48 / 2 = 24 clips; with y the total, y / 2 - 12 = 24, so 72 = y." + _DONE,
+        # A fractional result rounded to the whole answer; a result in hundredths (cents, percent).
+        "Over 5 days she sold 361 / 5 = 72.2 clips a day on average, about the same each day." + _DONE,
+        "Each clip costs 1.44 / 2 = 0.72 dollars, which we count in cents." + _DONE,
+        # Stated in the last line of the reasoning, as a number the question does not give.
+        "In May she sold 48 / 2 = 24 clips.\nSo she sold 72 clips in April and May.\n#### 72",
+        # LaTeX: the box is the right side.
+        "In May $48 \\div 2 = 24$, so in all $48 + 24 = \\boxed{72}$",
+    ],
+)
+def test_derived_final_answers_pass(candidate):
+    result = MathVerifier(min_length_ratio=0)(candidate, NATALIA["answer"], question=NATALIA["question"])
+    assert result.passed, (result.reason, result.detail)
+
+
+@pytest.mark.parametrize(
+    "candidate",
+    [
+        "In May she sold 48 / 2 = 24 clips, so she sold 24 + 24 clips.\n#### 72",
+        "In May she sold 48 / 2 = 24 clips.\nShe sold 48 clips in April.\n#### 72",
+        "In May she sold 48 / 2 = 24 clips.\nThe answer = 72",
+        "In May she sold 48 / 2 = 24 clips.\nTotal: 24 clips.\n\\boxed{72}",
+    ],
+)
+def test_underived_final_answers_fail(candidate):
+    result = MathVerifier(min_length_ratio=0)(candidate, NATALIA["answer"], question=NATALIA["question"])
+    assert result.reason == "answer_not_derived", (result.reason, result.detail)
+    assert MathVerifier(min_length_ratio=0, require_derived_answer=False)(candidate, NATALIA["answer"]).passed
+
+
+@pytest.mark.parametrize("row", GSM8K_ROWS, ids=[f"train{i}" for i in range(len(GSM8K_ROWS))])
+def test_expert_answer_without_annotations_verifies_against_itself(row):
+    answer = re.sub(r"<<[^<>]*>>", "", row["answer"])
+    result = MathVerifier()(answer, row["answer"], question=row["question"])
+    assert result.passed, (result.reason, result.detail)
+
+
+def test_expert_answer_slip_between_units_is_caught():
+    # GSM8K train row 5350: 13 + 4 + 16 is 33 (the final answer), not 45.
+    answer = (
+        "Find the number of orange marbles. 13 marbles - 9 marbles = <<13-9=4>>4 marbles\n"
+        "Find the number of purple marbles. 4 marbles x 4 = <<4*4=16>>16marbles\n"
+        "Find the total amount of pink, orange, and purple marbles. 13 marbles + 4 marbles + 16 marbles = 45 marbles\n"
+        "#### 33"
+    )
+    result = MathVerifier()(answer, answer)
+    assert result.reason == "wrong_equation"
+    assert result.detail == "13+4+16=45 does not hold (left side is 33)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -593,6 +817,7 @@ def test_callable_verifier_rejects_bad_return_values():
             strict=True,
             equation_rel_tol=0.01,
             min_reasoning_steps=2,
+            require_derived_answer=False,
             min_length_ratio=0.5,
             min_intermediate_recall=0.75,
         ),

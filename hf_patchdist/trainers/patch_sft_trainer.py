@@ -348,52 +348,13 @@ def _resolve_rewriter(
             tokenizer = load_tokenizer(_config_model_id(model) or None)
         return Rewriter(model, tokenizer, show_progress=show_progress, **overrides)
     if isinstance(rewriter, Rewriter):
-        return _with_options(rewriter, **overrides)
+        return rewriter.with_options(**overrides)
     if isinstance(rewriter, (str, os.PathLike)):
         return Rewriter.from_pretrained(rewriter, show_progress=show_progress, **overrides)
     raise TypeError(
         "`rewriter` must be a hf_patchdist.Rewriter, a local folder or Hub id holding rewriter_config.json, or None "
         f"(the prompted rewriter on the model being trained), got `{type(rewriter).__name__}`."
     )
-
-
-def _with_options(
-    rewriter: Rewriter,
-    *,
-    num_candidates: int | None = None,
-    batch_size: int | None = None,
-    question_column: str | None = None,
-    answer_column: str | None = None,
-) -> Rewriter:
-    """A shallow copy of ``rewriter`` with the config's options, or the rewriter itself when nothing changes.
-
-    The user's object is not modified; the copy shares its loaded model and backend (no reload).
-    """
-    changes = {
-        "num_candidates": num_candidates not in (None, rewriter.config.num_candidates),
-        "batch_size": batch_size not in (None, rewriter.batch_size),
-        "question_column": question_column not in (None, rewriter.question_column),
-        "answer_column": answer_column not in (None, rewriter.answer_column),
-    }
-    if not any(changes.values()):
-        return rewriter
-    copy = object.__new__(type(rewriter))
-    copy.__dict__.update(rewriter.__dict__)  # not copy.copy: Rewriter.__getstate__ drops the loaded model
-    if changes["num_candidates"]:
-        config = RewriterConfig.from_dict(rewriter.config.to_dict())
-        config.num_candidates = num_candidates
-        if num_candidates > 1 and not config.generation.get("do_sample", False):
-            # Several identical greedy candidates would be pointless: sample, as Rewriter(num_candidates=) does.
-            config.generation = {**config.generation, "do_sample": True}
-        copy.config = config
-    if changes["batch_size"]:
-        copy.batch_size = batch_size
-        copy._scorer = None  # the scorer was built with the old batch size
-    if changes["question_column"]:
-        copy.question_column = question_column
-    if changes["answer_column"]:
-        copy.answer_column = answer_column
-    return copy
 
 
 def _released(rewriter: Rewriter) -> Rewriter:
