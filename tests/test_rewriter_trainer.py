@@ -127,3 +127,11 @@ def test_under_accelerate_every_reward_call_sees_whole_groups(tiny_model_dir, tm
     bad = subprocess.run([*cmd, str(script), tiny_model_dir, str(tmp_path / "bad"), "2", "4"], env=env, capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0
     assert "would be split between processes" in bad.stderr
+
+
+def test_embedded_alias_is_recorded_with_its_provenance(tmp_path):
+    config = RewriterTrainer._build_rewriter_config(RewriterTrainingConfig(str(tmp_path), use_cpu=True), "smollm2-135m-instruct")
+    assert config.base_model == "smollm2-135m-instruct"
+    assert config.base_model_hub_original == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert len(config.base_model_gguf_sha256) == 64
+    assert config.has_adapter and config.verifier["strict"] is False

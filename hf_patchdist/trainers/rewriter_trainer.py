@@ -95,7 +95,8 @@ class RewriterTrainer(GRPOTrainer):
         if train_dataset is None:
             raise ValueError("RewriterTrainer needs a train_dataset of questions with expert answers.")
 
-        self.base_model_name = model if isinstance(model, (str, os.PathLike)) or model is None else None
+        # Recorded as given (the embedded alias stays an alias, with its GGUF hash) before loading.
+        base_model_name = str(model or DEFAULT_MODEL) if model is None or isinstance(model, (str, os.PathLike)) else None
         if model is None or isinstance(model, (str, os.PathLike)):
             model, loaded_tokenizer = load_model_and_tokenizer(str(model or DEFAULT_MODEL), device="cpu")
             processing_class = processing_class or loaded_tokenizer
@@ -115,7 +116,7 @@ class RewriterTrainer(GRPOTrainer):
                 task_type="CAUSAL_LM",
             )
 
-        self.rewriter_config = self._build_rewriter_config(args, model)
+        self.rewriter_config = self._build_rewriter_config(args, base_model_name or model)
         self._prompt_renderer = Rewriter(
             model, processing_class, config=self.rewriter_config, question_column=args.question_column, answer_column=args.answer_column
         )
