@@ -679,6 +679,10 @@ def hub_env(hub_server, tmp_path, monkeypatch):
     monkeypatch.setattr(_cache_assets, "HF_ASSETS_CACHE", env["HF_ASSETS_CACHE"])
     monkeypatch.setattr(_git_credential, "ENDPOINT", url)
     monkeypatch.setattr(hf_api.api, "endpoint", url)
+    # transformers' Trainer keeps its own shared HfApi (created on first use with the endpoint of that moment).
+    import transformers.utils.hub as transformers_hub
+
+    monkeypatch.setattr(transformers_hub, "_hf_api", None, raising=False)
     monkeypatch.setattr(hf_file_system.hffs, "endpoint", url)
     monkeypatch.setattr(hf_file_system.hffs._api, "endpoint", url)
     if "huggingface_hub.cli.auth" in sys.modules:

@@ -415,3 +415,46 @@ def test_cli_rewrite_push_to_hub(hub, tiny_model_dir, tmp_path):
     assert datasets.load_dataset(DS_REPO, split="train").to_dict() == saved.to_dict()
     statistics = DatasetCard.load(DS_REPO).data.hf_patchdist["splits"]["train"]["patch_statistics"]
     assert statistics == json.loads((output / "patch_statistics.json").read_text())
+
+
+def test_distribution_patch_trainer_pushes_its_card(hub_env, tiny_model, tmp_path):
+    from huggingface_hub import ModelCard
+    from hub_server import USER
+
+    from hf_patchdist.generation import StaticBackend
+    from hf_patchdist.rewriter import Rewriter
+    from hf_patchdist.trainers import DistributionPatchTrainer, PatchSFTConfig
+
+    from conftest import good_rewrite_for, make_dataset
+
+    model, tokenizer = tiny_model
+    repo_id = f"{USER}/tiny-sft"
+    args = PatchSFTConfig(str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2, report_to="none", use_cpu=True,
+                          bf16=False, save_strategy="no", push_to_hub=True, hub_model_id=repo_id,
+                          patch_cache_dir=str(tmp_path / "cache"))
+    rewriter = Rewriter(model, tokenizer, backend=StaticBackend(good_rewrite_for), show_progress=False)
+    trainer = DistributionPatchTrainer(model=model, args=args, train_dataset=make_dataset("plain"), processing_class=tokenizer, rewriter=rewriter)
+    trainer.train()
+    trainer.push_to_hub()
+    card = ModelCard.load(repo_id)
+    assert "hf-patchdist" in card.data.tags
+    assert "| rewritten | 4 (100.0%) |" in card.text
+
+
+def test_rewriter_trainer_pushes_a_loadable_rewriter(hub_env, tiny_model_dir, tmp_path):
+    from hub_server import USER
+
+    from hf_patchdist.rewriter import Rewriter
+    from hf_patchdist.trainers import RewriterTrainer, RewriterTrainingConfig
+
+    from conftest import make_dataset
+
+    repo_id = f"{USER}/tiny-rewriter"
+    args = RewriterTrainingConfig(str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2, num_generations=2,
+                                  max_completion_length=8, lora_r=2, report_to="none", bf16=False, use_cpu=True,
+                                  save_strategy="no", gradient_checkpointing=False, push_to_hub=True, hub_model_id=repo_id)
+    trainer = RewriterTrainer(model=tiny_model_dir, args=args, train_dataset=make_dataset("plain"))
+    trainer.train()  # push_to_hub=True: the rewriter is pushed at the end of training
+    loaded = Rewriter.from_pretrained(repo_id)
+    assert loaded.config.has_adapter and loaded.config.training_summary["global_step"] == 1
+    assert {"README.md", "rewriter_config.json", "adapter_model.safetensors"} <= set(hub_env.list_files(repo_id))
