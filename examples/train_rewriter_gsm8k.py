@@ -6,7 +6,7 @@
 Prompts come from GSM8K ``train[1000:]`` (the project's rewriter-training rows; SFT uses
 ``train[:800]`` and rewriter evaluation ``train[800:1000]``). The defaults are CPU-fit, not the
 paper's: a higher learning rate and a smaller LoRA so that 40 steps move the adapter, K = 4
-candidates and two prompts per step, sampling at temperature 0.7 (the 135M model's samples at
+candidates and two prompts per step, sampling at temperature 0.6 (the 135M model's samples at
 temperature 1 are mostly unusable). Every logged step is appended to ``<output>/log.jsonl``.
 """
 
@@ -57,8 +57,8 @@ def main() -> None:
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--lora-alpha", type=int, default=32)
     parser.add_argument("--beta", type=float, default=0.001)
-    parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--max-completion-length", type=int, default=192)
+    parser.add_argument("--temperature", type=float, default=0.6)
+    parser.add_argument("--max-completion-length", type=int, default=160)
     parser.add_argument("--save-steps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="Continue from the last checkpoint in --output")
