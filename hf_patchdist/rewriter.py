@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .formats import FormatSpec, QAExample, detect_format, qa_messages, read_example, write_answer
+from .formats import FormatSpec, QAExample, detect_format, read_example, write_answer
 from .generation import GeneratedText, GenerationBackend, GenerationSettings, TransformersBackend
 from .models import DEFAULT_MODEL, base_model_record, load_model_and_tokenizer
 from .scoring import QAScorer, render_qa_prompt
@@ -215,8 +215,7 @@ class Rewriter:
             self._tokenizer = None
             if model is not None or config.base_model_gguf_sha256 is None:
                 config.__dict__.update(
-                    {"base_model_gguf_sha256": None, "base_model_hub_original": None}
-                    | (base_model_record(self._model_source) if _is_embedded(self._model_source) else {"base_model": self._model_source})
+                    {"base_model_gguf_sha256": None, "base_model_hub_original": None} | base_model_record(self._model_source)
                 )
         else:
             if tokenizer is None:
@@ -370,11 +369,11 @@ class Rewriter:
         target = examples[spec.answer_column]
         batched = _is_batched(target, spec)
         if batched:
-            size = len(target)
-            rows = [{key: examples[key][i] for key in examples} for i in range(size)]
+            rows = [{key: examples[key][i] for key in examples} for i in range(len(target))]
         else:
             rows = [dict(examples)]
-        if spec.format.value == "prompt_completion" and rows and isinstance(rows[0].get("completion"), list):
+        if rows and spec.answer_column == "completion":
+            # Standard vs conversational prompt-completion is decided by a value, not the column names.
             spec = self.detect(list(examples.keys()), sample=rows[0])
         outputs = self.rewrite_rows(rows, spec)
         if not batched:
@@ -575,12 +574,6 @@ def check_adapter_folder(folder: str | os.PathLike) -> None:
             f"safetensors only, because unpickling can run arbitrary code. Convert it to {ADAPTER_WEIGHTS_NAME}."
         )
     raise FileNotFoundError(f"{folder} has no adapter weights ({ADAPTER_WEIGHTS_NAME}).")
-
-
-def _is_embedded(name: str) -> bool:
-    from .models import EMBEDDED_MODELS
-
-    return name in EMBEDDED_MODELS
 
 
 def _is_batched(target: Any, spec: FormatSpec) -> bool:

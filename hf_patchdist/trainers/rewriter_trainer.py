@@ -10,10 +10,10 @@ from typing import Any
 
 from trl import GRPOTrainer
 
-from ..formats import detect_dataset_format, qa_messages, read_example
+from ..formats import detect_dataset_format, read_example
 from ..judge import LLMJudge
 from ..models import DEFAULT_MODEL, base_model_record, load_model_and_tokenizer
-from ..rewards import REWARD_COLUMNS, PatchReward, _GroupReward
+from ..rewards import PatchReward, _GroupReward
 from ..rewriter import Rewriter, RewriterConfig, build_prompt_messages
 from ..scoring import QAScorer
 from ..verifiers import get_verifier
@@ -117,9 +117,6 @@ class RewriterTrainer(GRPOTrainer):
             )
 
         self.rewriter_config = self._build_rewriter_config(args, base_model_name or model)
-        self._prompt_renderer = Rewriter(
-            model, processing_class, config=self.rewriter_config, question_column=args.question_column, answer_column=args.answer_column
-        )
         train_dataset = self._prepare_dataset(train_dataset, args)
 
         if reward_funcs is None:
@@ -180,13 +177,13 @@ class RewriterTrainer(GRPOTrainer):
     def _prepare_dataset(self, dataset: Any, args: RewriterTrainingConfig) -> Any:
         spec = detect_dataset_format(dataset, question_column=args.question_column, answer_column=args.answer_column)
         verifier = get_verifier(args.verifier)
-        renderer = self._prompt_renderer
+        rewriter_config = self.rewriter_config
 
         def to_grpo_row(row: dict[str, Any], index: int) -> dict[str, Any]:
             example = read_example(row, spec)
             error = example.error or verifier.check_reference(example.answer)
             return {
-                "prompt": build_prompt_messages(renderer.config, example) if error is None else [],
+                "prompt": build_prompt_messages(rewriter_config, example) if error is None else [],
                 "question": example.question or "",
                 "expert_answer": example.answer or "",
                 "patch_row_id": index,
@@ -206,7 +203,6 @@ class RewriterTrainer(GRPOTrainer):
         kept = mapped.filter(lambda e: not e, input_columns="patch_error").remove_columns("patch_error")
         if len(kept) == 0:
             raise ValueError(f"No row of the training set can be rewritten: {dict(errors)}")
-        assert set(REWARD_COLUMNS) <= set(kept.column_names)
         return kept
 
     # ------------------------------------------------------------------ outputs
