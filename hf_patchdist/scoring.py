@@ -5,6 +5,9 @@ the model sees when a user simply asks), not the rewriting prompt. The NLL is le
 over the answer's tokens; the embedding is the mean of the last hidden state over the same tokens.
 When the model carries a PEFT adapter, scoring runs with the adapter disabled, so the policy and
 pi_0 share one backbone in memory.
+
+:func:`forward_continuations` is the batched forward pass itself (context + continuation token ids
+in, the logits predicting the continuation out); :mod:`hf_patchdist.evaluation` uses it too.
 """
 
 from __future__ import annotations
@@ -49,6 +52,100 @@ def render_qa_prompt(
 
 
 @dataclass
+class ContinuationForward:
+    """Result of :func:`forward_continuations`: the positions that predict each row's continuation.
+
+    ``W`` is the longest continuation of the batch; row ``i``'s ``n_i`` continuation tokens are
+    right-aligned, in its last ``n_i`` positions (``mask`` marks them).
+
+    Attributes:
+        logits: ``(B, W, V)`` logits; ``logits[i, j]`` predicts ``targets[i, j]``. In the model's dtype.
+        targets: ``(B, W)`` continuation token ids (padding where ``mask`` is False).
+        mask: ``(B, W)`` bool, True at each row's continuation tokens.
+        hidden_states: ``(B, W, hidden)`` last hidden state at the continuation tokens themselves
+            (``hidden_states[i, j]`` is the state of ``targets[i, j]``), or None when not asked for.
+    """
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+    mask: torch.Tensor
+    hidden_states: torch.Tensor | None = None
+
+
+def forward_continuations(
+    model: Any,
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
+    pad_id: int,
+    *,
+    output_hidden_states: bool = False,
+) -> ContinuationForward:
+    """One batched forward pass over ``(context_ids, continuation_ids)`` pairs.
+
+    The model runs without cache on the concatenation of each pair; only the logits (and, when
+    asked, the last hidden states) of the continuation positions come back. Shared by
+    :class:`QAScorer` and :mod:`hf_patchdist.evaluation`.
+
+    Args:
+        model: A causal LM accepting ``position_ids`` and ``logits_to_keep``, as transformers' models do.
+        pairs: Token ids of each context and of its continuation. Contexts must not be empty;
+            continuations may be.
+        pad_id: Token id written in the padding (masked out; it does not change the numbers).
+        output_hidden_states: Also return the last hidden states of the continuation tokens.
+
+    Returns:
+        A :class:`ContinuationForward`; ``targets`` and ``mask`` are on the logits' device.
+
+    Raises:
+        ValueError: When ``pairs`` is empty or a context has no tokens (no position would predict
+            the first continuation token; start such a context with the BOS token).
+
+    Example:
+        ```python
+        pairs = [(tokenizer("2+3=")["input_ids"], tokenizer("5")["input_ids"])]
+        out = forward_continuations(model, pairs, tokenizer.pad_token_id)
+        nll = F.cross_entropy(out.logits[0][out.mask[0]].float(), out.targets[0][out.mask[0]])
+        ```
+    """
+    if not pairs:
+        raise ValueError("forward_continuations needs at least one (context, continuation) pair.")
+    for index, (context, _) in enumerate(pairs):
+        if len(context) == 0:
+            raise ValueError(
+                f"Pair {index} of the batch has an empty context: no position predicts its first continuation token. "
+                "Start the context with a BOS (or EOS) token."
+            )
+    device = next(model.parameters()).device
+    sequences = [[*context, *continuation] for context, continuation in pairs]
+    length = max(len(s) for s in sequences)
+    window = max(len(continuation) for _, continuation in pairs)
+    input_ids = torch.full((len(pairs), length), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(pairs), length), dtype=torch.long)
+    mask = torch.zeros((len(pairs), window), dtype=torch.bool)
+    for row, sequence in enumerate(sequences):
+        # Left padding puts every continuation at the end of its row, so the logits of the last
+        # window + 1 positions cover all continuation tokens: the vocabulary projection never runs
+        # over context tokens.
+        input_ids[row, length - len(sequence) :] = torch.tensor(sequence, dtype=torch.long)
+        attention[row, length - len(sequence) :] = 1
+        mask[row, window - len(pairs[row][1]) :] = True
+    # Explicit position ids keep the numbers independent of the padding (and so of the batch
+    # composition).
+    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+    output = model(
+        input_ids=input_ids.to(device),
+        attention_mask=attention.to(device),
+        position_ids=position_ids.to(device),
+        output_hidden_states=output_hidden_states,
+        logits_to_keep=window + 1,
+        use_cache=False,
+    )
+    # Position t predicts token t + 1: the last window + 1 logits, without the very last one.
+    logits = output.logits[:, -(window + 1) : -1, :]
+    hidden = output.hidden_states[-1][:, length - window :] if output_hidden_states else None
+    return ContinuationForward(logits, input_ids[:, length - window :].to(logits.device), mask.to(logits.device), hidden)
+
+
+@dataclass
 class ScoreOutput:
     """Result of :meth:`QAScorer.score`.
 
@@ -87,18 +184,21 @@ class QAScorer:
         self.batch_size = batch_size
         self.max_answer_tokens = max_answer_tokens
 
-    def _encode(self, prompt: str, answer: str) -> tuple[list[int], int]:
+    def _encode(self, prompt: str, answer: str) -> tuple[list[int], list[int]]:
         prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         answer_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
         if self.max_answer_tokens is not None:
             answer_ids = answer_ids[: self.max_answer_tokens]
-        return prompt_ids + answer_ids, len(answer_ids)
+        return prompt_ids, answer_ids
 
     @torch.no_grad()
     def score(self, prompts: Sequence[str], answers: Sequence[str]) -> ScoreOutput:
         """NLL and embedding of each ``answers[i]`` as a continuation of ``prompts[i]``.
 
         An empty answer gets NLL ``nan`` and a zero embedding.
+
+        Raises:
+            ValueError: When the numbers of prompts and answers differ, or a prompt has no tokens.
         """
         if len(prompts) != len(answers):
             raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
@@ -119,43 +219,19 @@ class QAScorer:
             return ScoreOutput([], [], torch.zeros(0, hidden_size))
         return ScoreOutput(nll, counts, torch.cat(embeddings).view(-1, hidden_size))
 
-    def _score_batch(self, batch: list[tuple[list[int], int]]) -> tuple[list[float], list[int], torch.Tensor]:
-        device = next(self.model.parameters()).device
+    def _score_batch(self, batch: list[tuple[list[int], list[int]]]) -> tuple[list[float], list[int], torch.Tensor]:
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        length = max(len(ids) for ids, _ in batch)
-        # Left padding puts every answer at the end of the row, so the logits of the last
-        # (longest answer + 1) positions cover all answer tokens: the vocabulary projection
-        # never runs over prompt tokens. Explicit position ids keep the numbers independent of
-        # the padding (and so of the batch composition).
-        input_ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), length), dtype=torch.long)
-        for row, (ids, _) in enumerate(batch):
-            input_ids[row, length - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention[row, length - len(ids) :] = 1
-        position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
-        keep = max(max(n for _, n in batch), 1) + 1
-        keep = min(keep, length)
-        output = self.model(
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
-            position_ids=position_ids.to(device),
-            output_hidden_states=True,
-            logits_to_keep=keep,
-            use_cache=False,
-        )
-        logits = output.logits[:, -keep:, :]
-        hidden = output.hidden_states[-1]
+        forward = forward_continuations(self.model, batch, pad_id, output_hidden_states=True)
         nll: list[float] = []
         counts: list[int] = []
-        embeddings = torch.zeros(len(batch), hidden.shape[-1], dtype=torch.float32)
-        for row, (_, n) in enumerate(batch):
+        embeddings = torch.zeros(len(batch), forward.hidden_states.shape[-1], dtype=torch.float32)
+        for row, (_, answer_ids) in enumerate(batch):
+            n = len(answer_ids)
             counts.append(n)
             if n == 0:
                 nll.append(float("nan"))
                 continue
-            # logits[j] predicts the token at position (length - keep + j + 1)
-            row_logits = logits[row, keep - n - 1 : keep - 1].float()
-            targets = input_ids[row, length - n :].to(row_logits.device)
-            nll.append(float(F.cross_entropy(row_logits, targets, reduction="mean")))
-            embeddings[row] = hidden[row, length - n :].float().mean(0).cpu()
+            row_logits = forward.logits[row, -n:].float()
+            nll.append(float(F.cross_entropy(row_logits, forward.targets[row, -n:], reduction="mean")))
+            embeddings[row] = forward.hidden_states[row, -n:].float().mean(0).cpu()
         return nll, counts, embeddings

@@ -42,6 +42,18 @@ GOOD_REWRITES = {
 
 FORMATS = ["plain", "prompt_completion", "conversational_prompt_completion", "messages"]
 
+# Evaluation: one row of each general benchmark in the shared data's schema, and the lm-eval query
+# that ARC_ROW's question becomes.
+SKY = "Question: What color is the sky?\nAnswer:"
+ARC_ROW = {"id": "x1", "question": "What color is the sky?", "choices": ["green", "blue", "red"], "labels": ["A", "B", "C"], "answer_index": 1}
+HELLASWAG_ROW = {
+    "id": "hellaswag_val_00000",
+    "activity_label": "Roof shingle removal",
+    "context": "A man is sitting on a roof. he",
+    "endings": ["is using wrap to wrap a pair of skis.", "is ripping level tiles off.", "is holding a rubik's cube.", "starts pulling up roofing on a roof."],
+    "answer_index": 3,
+}
+
 
 def make_dataset(fmt: str, rows=GSM8K_ROWS):
     """The GSM8K rows in one of the four formats the Rewriter accepts."""

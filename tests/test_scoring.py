@@ -4,16 +4,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_patchdist.scoring import QAScorer, render_qa_prompt
+from hf_patchdist.scoring import QAScorer, forward_continuations, render_qa_prompt
+
+
+def _unbatched(model, context_ids, continuation_ids):
+    """One sequence, no padding, default positions: the logits predicting the continuation and its last hidden states."""
+    ids = torch.tensor([[*context_ids, *continuation_ids]])
+    with torch.no_grad():
+        output = model(ids, output_hidden_states=True)
+    start = len(context_ids)
+    return output.logits[0, start - 1 : -1], output.hidden_states[-1][0, start:]
 
 
 def _manual_nll(model, tokenizer, prompt, answer):
     p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     a = tokenizer(answer, add_special_tokens=False)["input_ids"]
-    ids = torch.tensor([p + a])
-    with torch.no_grad():
-        logits = model(ids).logits[0]
-    return float(F.cross_entropy(logits[len(p) - 1 : -1], ids[0, len(p) :]))
+    logits, _ = _unbatched(model, p, a)
+    return float(F.cross_entropy(logits, torch.tensor(a)))
 
 
 def test_nll_matches_an_unbatched_forward(tiny_model):
@@ -64,3 +71,50 @@ def test_qa_template_reproduces_the_authors_prefix(tiny_model):
     _, tokenizer = tiny_model
     assert render_qa_prompt(tokenizer, "Q?", qa_template="Problem:\n{question}\n\nAnswer:\n") == "Problem:\nQ?\n\nAnswer:\n"
     assert "<|im_start|>user\nQ?<|im_end|>" in render_qa_prompt(tokenizer, "Q?")
+
+
+def test_forward_continuations_matches_one_forward_per_row(tiny_model):
+    model, tokenizer = tiny_model
+    texts = [("What is 2+3?", " 2+3=5 so 5"), ("A much longer context that forces padding " * 4, " ok"), ("Hi", ""), ("x", " y z w v u t s r")]
+    pairs = [(tokenizer(c, add_special_tokens=False)["input_ids"], tokenizer(k, add_special_tokens=False)["input_ids"]) for c, k in texts]
+    window = max(len(k) for _, k in pairs)
+    with torch.no_grad():
+        out = forward_continuations(model, pairs, tokenizer.pad_token_id, output_hidden_states=True)
+    assert out.logits.shape == (len(pairs), window, model.config.vocab_size)
+    assert out.targets.shape == out.mask.shape == (len(pairs), window)
+    assert out.hidden_states.shape == (len(pairs), window, model.config.hidden_size)
+    for row, (context, continuation) in enumerate(pairs):
+        n = len(continuation)
+        # right-aligned: the row's continuation fills its last n positions
+        assert out.mask[row].tolist() == [False] * (window - n) + [True] * n
+        assert out.targets[row, window - n :].tolist() == continuation
+        logits, hidden = _unbatched(model, context, continuation)
+        torch.testing.assert_close(out.logits[row, window - n :], logits, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(out.hidden_states[row, window - n :], hidden, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        assert forward_continuations(model, pairs, tokenizer.pad_token_id).hidden_states is None
+
+
+def test_an_empty_context_is_refused(tiny_model):
+    model, tokenizer = tiny_model
+    with pytest.raises(ValueError, match="empty context"):
+        forward_continuations(model, [([1, 2], [3]), ([], [4, 5])], tokenizer.pad_token_id)
+    with pytest.raises(ValueError, match="empty context"):
+        QAScorer(model, tokenizer).score([""], ["#### 5"])
+
+
+def test_scores_equal_a_per_row_computation(tiny_model):
+    model, tokenizer = tiny_model
+    prompts = [render_qa_prompt(tokenizer, q) for q in ["What is 2+3?", "A much longer question about apples and pears?", "q", "Hi?"]]
+    answers = ["2+3=5\n#### 5", "Apples: 4*3=12, pears 12-2=10 so 22 in all.\n#### 22", "", "#### 1"]
+    out = QAScorer(model, tokenizer, batch_size=3, max_answer_tokens=12).score(prompts, answers)
+    for row, (prompt, answer) in enumerate(zip(prompts, answers)):
+        context = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        continuation = tokenizer(answer, add_special_tokens=False)["input_ids"][:12]
+        assert out.num_tokens[row] == len(continuation)
+        if not continuation:
+            assert math.isnan(out.nll[row]) and not out.embeddings[row].any()
+            continue
+        logits, hidden = _unbatched(model, context, continuation)
+        assert out.nll[row] == pytest.approx(float(F.cross_entropy(logits, torch.tensor(continuation))), abs=1e-5)
+        torch.testing.assert_close(out.embeddings[row], hidden.float().mean(0), atol=1e-5, rtol=1e-4)

@@ -1,0 +1,158 @@
+"""Reports: a markdown table, the gain-vs-forgetting plot and JSON (NaN written as null)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..import_utils import is_matplotlib_available
+
+REPORT_COLUMNS = (
+    ("gsm8k", "GSM8K acc", "{:.3f}"),
+    ("gsm8k_gain", "GSM8K gain", "{:+.3f}"),
+    ("heldout_answer_nll", "held-out answer NLL", "{:.3f}"),
+    ("arc_easy", "ARC-E acc_norm", "{:.3f}"),
+    ("arc_easy_raw", "ARC-E acc", "{:.3f}"),
+    ("arc_easy_gold_nll", "ARC-E gold NLL/char", "{:.3f}"),
+    ("hellaswag", "HellaSwag acc_norm", "{:.3f}"),
+    ("hellaswag_raw", "HellaSwag acc", "{:.3f}"),
+    ("hellaswag_gold_nll", "HellaSwag gold NLL/char", "{:.3f}"),
+    ("forgetting_mean", "forgetting (mean)", "{:+.2%}"),
+    ("kl_from_base", "KL GSM8K", "{:.3f}"),
+    ("kl_general", "KL general", "{:.3f}"),
+    ("target_nll", "target NLL", "{:.3f}"),
+)
+
+
+def _format(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return fmt.format(value)
+
+
+def markdown_table(methods: Mapping[str, Mapping[str, Any]]) -> str:
+    """A markdown table, one row per method, of the columns any method has."""
+    columns = [c for c in REPORT_COLUMNS if any(c[0] in m for m in methods.values())]
+    sizes = {key.removesuffix("_n"): value for m in methods.values() for key, value in m.items() if key.endswith("_n") and isinstance(value, int)}
+    header = "| method | " + " | ".join(
+        f"{title} (n={sizes[key]})" if key in sizes else title for key, title, _ in columns
+    ) + " |"
+    lines = [header, "|" + "---|" * (len(columns) + 1)]
+    for name, metrics in methods.items():
+        lines.append(f"| {name} | " + " | ".join(_format(metrics.get(key), fmt) for key, _, fmt in columns) + " |")
+    return "\n".join(lines)
+
+
+def plot_gain_vs_forgetting(methods: Mapping[str, Mapping[str, Any]], path: str | Path, *, title: str | None = None) -> Path | None:
+    """PNG: downstream gain against mean forgetting, one labelled point per method.
+
+    Left panel: GSM8K accuracy gain against ``forgetting_mean`` (the accuracy view). Right panel,
+    when the continuous measures are there: held-out answer NLL gain against ``kl_general`` (the
+    view that stays informative when accuracies are within noise). The good corner is top-left.
+    Returns None (and writes nothing) without matplotlib.
+    """
+    if not is_matplotlib_available():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    views = [("forgetting_mean", "gsm8k_gain", "mean forgetting on general benchmarks\n(base - tuned) / base of acc_norm  [%]", "GSM8K accuracy gain  [points]", 100.0, 100.0)]
+    if any("kl_general" in m and "heldout_nll_gain" in m for m in methods.values()):
+        views.append(("kl_general", "heldout_nll_gain", "KL(base || tuned) per token on general chat prompts", "held-out GSM8K answer NLL gain  [nats/token]", 1.0, 1.0))
+    fig, axes = plt.subplots(1, len(views), figsize=(6.2 * len(views), 5.0), squeeze=False)
+    for ax, (xkey, ykey, xlabel, ylabel, xscale, yscale) in zip(axes[0], views):
+        points = [
+            (index, name, metrics[xkey] * xscale, metrics[ykey] * yscale)
+            for index, (name, metrics) in enumerate(methods.items())
+            if metrics.get(xkey) is not None and metrics.get(ykey) is not None
+        ]
+        span_x = (max(p[2] for p in points) - min(p[2] for p in points)) or 1.0 if points else 1.0
+        span_y = (max(p[3] for p in points) - min(p[3] for p in points)) or 1.0 if points else 1.0
+        for position, (index, name, x, y) in enumerate(points):
+            # Methods that land on (nearly) the same spot get their labels stacked, not overprinted.
+            near = sum(abs(x - px) < 0.03 * span_x and abs(y - py) < 0.03 * span_y for _, _, px, py in points[:position])
+            ax.scatter([x], [y], s=60, color=f"C{index}", zorder=3)
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 6 + 12 * near), fontsize=10, color=f"C{index}")
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.axvline(0, color="0.6", lw=0.8)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.set_title("better: up and to the left", fontsize=9, color="0.35")
+    sizes = ", ".join(
+        f"{key.removesuffix('_n')} n={n}" for key, n in next(iter(methods.values()), {}).items() if key.endswith("_n") and isinstance(n, int)
+    )
+    fig.suptitle(title or "Downstream gain vs forgetting (each point: one fine-tuned model vs the base)")
+    if sizes:
+        fig.text(0.5, 0.005, f"items: {sizes}", ha="center", fontsize=8, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _clean_json(value: Any) -> Any:
+    # NaN is not JSON: write null instead, so any JSON reader can load the report.
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(v) for v in value]
+    return value
+
+
+def write_json(data: Any, path: str | Path) -> Path:
+    """Write ``data`` as indented JSON (NaN as null), atomically, creating folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_clean_json(data), indent=2, default=_json_default) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def write_report(
+    methods: Mapping[str, Mapping[str, Any]],
+    output_dir: str | Path,
+    *,
+    config: Mapping[str, Any] | None = None,
+    name: str = "results",
+    title: str | None = None,
+) -> dict[str, Path]:
+    """Write ``<name>.json`` (``{"methods": ..., "config": ...}``), ``<name>.md`` and ``gain_vs_forgetting.png``.
+
+    Returns:
+        The paths written, by kind (``json``, ``markdown``, and ``plot`` when matplotlib is installed).
+    """
+    output_dir = Path(output_dir)
+    paths = {"json": write_json({"methods": dict(methods), "config": dict(config or {})}, output_dir / f"{name}.json")}
+    text = f"# {title or 'Evaluation'}\n\n{markdown_table(methods)}\n\n" + (
+        "acc_norm: accuracy by log-likelihood per character of each choice (headline); acc: by raw log-likelihood. "
+        "forgetting = (base - tuned) / base of acc_norm, averaged over the general benchmarks (negative: better than base). "
+        "KL: forward KL(base || tuned) per token on continuations sampled from the base model. "
+        "NLL columns: lower is better; an accuracy on n items has a standard error of about sqrt(p(1-p)/n).\n"
+    )
+    paths["markdown"] = output_dir / f"{name}.md"
+    paths["markdown"].write_text(text)
+    plot = plot_gain_vs_forgetting(methods, output_dir / "gain_vs_forgetting.png", title=title)
+    if plot is not None:
+        paths["plot"] = plot
+    return paths

@@ -1,0 +1,25 @@
+"""Reports: JSON (NaN as null), markdown table and plot."""
+
+from __future__ import annotations
+
+import json
+
+from hf_patchdist.evaluation.report import write_report
+from hf_patchdist.import_utils import is_matplotlib_available
+
+
+def test_report_writes_json_markdown_and_png(tmp_path):
+    methods = {
+        "base": {"gsm8k": 0.02, "gsm8k_n": 100, "arc_easy": 0.46, "hellaswag": 0.40, "forgetting_mean": 0.0, "gsm8k_gain": 0.0, "kl_general": 0.0, "heldout_nll_gain": 0.0},
+        "sft": {"gsm8k": 0.03, "gsm8k_n": 100, "arc_easy": 0.44, "hellaswag": 0.39, "forgetting_mean": 0.034, "gsm8k_gain": 0.01, "kl_general": 0.31, "heldout_nll_gain": 0.4, "kl_from_base": float("nan")},
+    }
+    paths = write_report(methods, tmp_path, config={"seed": 0}, title="test")
+    data = json.loads(paths["json"].read_text())
+    assert set(data["methods"]) == {"base", "sft"} and data["config"] == {"seed": 0}
+    assert data["methods"]["sft"]["kl_from_base"] is None  # NaN written as null
+    table = paths["markdown"].read_text()
+    assert "| sft |" in table and "GSM8K acc (n=100)" in table and "+3.40%" in table
+    if is_matplotlib_available():
+        assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert "plot" not in paths

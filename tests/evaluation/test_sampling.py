@@ -1,0 +1,26 @@
+"""Measures that generate: downstream accuracy by greedy generation."""
+
+from __future__ import annotations
+
+from conftest import GOOD_REWRITES, GSM8K_ROWS
+
+from hf_patchdist.evaluation.sampling import evaluate_math_generation
+from hf_patchdist.generation import StaticBackend
+
+
+def test_generation_verifier_accepts_the_right_answer_and_rejects_the_wrong_one(tiny_model):
+    model, tokenizer = tiny_model
+    items = [(r["question"], r["answer"]) for r in GSM8K_ROWS[:2]]  # gold 72 and 10
+
+    def respond(prompt: str) -> str:
+        if "Natalia" in prompt:
+            return GOOD_REWRITES[72]  # ends "#### 72": right
+        return "She works 50 minutes at $12 an hour, so she earns 12 dollars.\nThe answer is 12."  # wrong
+
+    backend = StaticBackend(respond)
+    result = evaluate_math_generation(model, tokenizer, items, backend=backend, show_progress=False)
+    assert [d["correct"] for d in result["details"]] == [True, False]
+    assert [d["predicted"] for d in result["details"]] == ["72", "12"]
+    assert result["accuracy"] == 0.5 and result["extracted"] == 1.0
+    # the prompts are the questions asked through the chat template
+    assert backend.calls == 1
