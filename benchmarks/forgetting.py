@@ -2,7 +2,7 @@
 """Downstream gain and forgetting of SFT, DFT, prompted-rewrite SFT and RL-rewrite SFT, against the base.
 
 With the embedded default model and one SFT budget for every method (the same GSM8K training rows,
-by default ``train[:800]``; same epochs, learning rate, batch 8, seed; full fine-tuning, bf16,
+by default ``train[:128]``; same epochs, learning rate, batch 8, seed; full fine-tuning, bf16 where the CPU computes it natively, else float32,
 conversational prompt/completion, constant learning rate), train and evaluate:
 
 * ``base``: the model itself;
@@ -32,7 +32,7 @@ The whole comparison goes to ``benchmarks/results/forgetting.json`` (``{"methods
 ``benchmarks/results/forgetting/gain_vs_forgetting.png``; the last line printed is that JSON object.
 
 Usage:
-    python benchmarks/forgetting.py                       # the full run (hours on a 2-core CPU)
+    python benchmarks/forgetting.py                       # the full run (about 2.5 h on a 2-core CPU)
     python benchmarks/forgetting.py --smoke               # a tiny end-to-end check (minutes), results in outputs/
     python benchmarks/forgetting.py --budget 1e-4:1 --methods base,sft,rl_patch
 """
@@ -74,7 +74,7 @@ DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 DEFAULT_RL_REWRITER = REPO / "examples" / "rewriters" / "gsm8k-smollm2-135m"
 # Rates measured on this CPU before the benchmark existed (issue 7, DESIGN.md), for the estimate
 # of what is left; replaced by this run's own rates as soon as it has some.
-SECONDS_PER_STEP, SECONDS_PER_EVAL, SECONDS_PER_REWRITE_ROW = 19.0, 300.0, 1.5
+SECONDS_PER_STEP, SECONDS_PER_EVAL, SECONDS_PER_REWRITE_ROW = 50.0, 300.0, 3.0
 # What the final comparison keeps of each method (the per-method files keep everything).
 SUMMARY_KEYS = (
     "gsm8k", "gsm8k_n", "gsm8k_gain", "heldout_answer_nll", "heldout_nll_gain",
@@ -107,17 +107,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=DEFAULT_MODEL, help="Model every method starts from (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--data-dir", default=os.environ.get("HF_PATCHDIST_DATA_DIR", str(DEFAULT_DATA_DIR)), help="Local JSONL in the layout of ../shared/data")
     p.add_argument("--methods", default=",".join(METHODS), help=f"Comma-separated subset of {','.join(METHODS)}")
-    p.add_argument("--sweep", default="1e-4:2,3e-4:1", help="Plain-SFT sweep: LR:MAX_EPOCHS,... (each epoch of a run is a sweep point)")
+    p.add_argument("--sweep", default="1e-4:1,3e-4:1", help="Plain-SFT sweep: LR:MAX_EPOCHS,... (each epoch of a run is a sweep point)")
     p.add_argument("--budget", default=None, help="LR:EPOCHS for the comparison; skips the automatic choice from the sweep")
     p.add_argument("--seed", type=int, default=0, help="Training seed of every method")
     p.add_argument("--noise-seed", type=int, default=1, help="Second seed of plain SFT at the chosen budget (noise between seeds); -1 skips it")
-    p.add_argument("--train-rows", type=int, default=800, help="GSM8K training rows train[:N] (DESIGN.md: SFT rows are train[:800])")
+    p.add_argument(
+        "--train-rows", type=int, default=128,
+        help="GSM8K training rows train[:N], within DESIGN.md's SFT rows train[:800]; 128 (16 steps of 8) fits the whole comparison "
+        "in about two hours on a 2-core CPU without AVX-512 (float32 training, about 50 s a step)",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="SFT batch size")
     p.add_argument("--max-steps", type=int, default=-1, help="Cap on training steps (smoke tests); -1: the full epochs")
-    p.add_argument("--save-steps", type=int, default=25, help="Checkpoint every N steps so an interrupted run resumes")
-    p.add_argument("--no-bf16", action="store_true", help="Train in float32 instead of bf16 mixed precision")
-    p.add_argument("--gsm8k-limit", type=int, default=100, help="GSM8K test items (accuracy and held-out answer NLL)")
-    p.add_argument("--mc-limit", type=int, default=300, help="Items of each general benchmark (ARC-Easy test, HellaSwag validation)")
+    p.add_argument("--save-steps", type=int, default=8, help="Checkpoint every N steps so an interrupted run resumes")
+    p.add_argument(
+        "--precision", choices=("auto", "bf16", "fp32"), default="auto",
+        help="Training precision: bf16 mixed precision or float32; auto takes bf16 only where the hardware computes it natively "
+        "(on a CPU without AVX-512 BF16 it is emulated and several times slower than float32)",
+    )
+    p.add_argument("--gsm8k-limit", type=int, default=50, help="GSM8K test items (accuracy and held-out answer NLL)")
+    p.add_argument("--mc-limit", type=int, default=200, help="Items of each general benchmark (ARC-Easy test, HellaSwag validation)")
     p.add_argument("--kl-prompts", type=int, default=40, help="Prompts of each KL measure")
     p.add_argument("--kl-tokens", type=int, default=64, help="Tokens sampled from the base model per KL prompt")
     p.add_argument("--max-new-tokens", type=int, default=256, help="Token limit of a GSM8K answer")
@@ -166,6 +174,7 @@ class ForgettingBenchmark:
             kl_tokens=args.kl_tokens,
             seed=0,
         )
+        self.bf16 = _use_bf16(args.precision, self.stage_dir)
         self.rates = {"step": SECONDS_PER_STEP, "eval": SECONDS_PER_EVAL, "rewrite_row": SECONDS_PER_REWRITE_ROW}
         self._base: tuple[Any, Any] | None = None
         self._data = None
@@ -185,10 +194,10 @@ class ForgettingBenchmark:
         a = self.args
         settings = {
             "method": method, "lr": budget.lr, "epochs": budget.epochs, "seed": seed, "train_rows": a.train_rows,
-            "batch_size": a.batch_size, "max_steps": a.max_steps, "bf16": not a.no_bf16, "eval": self.eval_settings,
+            "batch_size": a.batch_size, "max_steps": a.max_steps, "bf16": self.bf16, "eval": self.eval_settings,
         }
         if method.endswith("_patch"):
-            settings["rewriter"] = a.rl_rewriter if method == "rl_patch" else f"prompted:{a.model}"
+            settings["rewriter"] = _portable(a.rl_rewriter) if method == "rl_patch" else f"prompted:{a.model}"
             settings["rewrite_max_new_tokens"] = a.rewrite_max_new_tokens
         return settings
 
@@ -315,7 +324,7 @@ class ForgettingBenchmark:
             warmup_steps=0,
             num_train_epochs=budget.epochs,
             max_steps=a.max_steps,
-            bf16=not a.no_bf16,
+            bf16=self.bf16,
             seed=seed,
             data_seed=seed,
             loss_type=loss_type,
@@ -495,10 +504,11 @@ class ForgettingBenchmark:
         if budget is None:
             noise_done = self.args.noise_seed < 0 or any(self.stage_dir.glob(f"sweep_sft_*_seed{self.args.noise_seed}.json"))
             methods = [m for m in self.methods if m != "base" and not self.path(m).is_file()]
-            return left + (["noise seed"] if not noise_done else []) + methods + (["(at the budget the sweep chooses)"] if methods else [])
+            return left + methods + (["(at the budget the sweep chooses)"] if methods else []) + (["noise seed"] if not noise_done else [])
+        left += [m for m in self.methods if m != "base" and not self.path(m).is_file() and m not in self.skipped]
         if self.args.noise_seed >= 0 and not self.path(self.sweep_name(budget, self.args.noise_seed)).is_file():
             left.append(self.sweep_name(budget, self.args.noise_seed))
-        return left + [m for m in self.methods if m != "base" and not self.path(m).is_file() and m not in self.skipped]
+        return left
 
     def report_left(self, budget: Budget | None = None) -> None:
         left = self.stages_left(budget)
@@ -520,11 +530,6 @@ class ForgettingBenchmark:
         base = self.base_metrics()
         sweep = self.run_sweep() if not a.budget else []
         budget = self.choose_budget(sweep)
-        noise = None
-        if a.noise_seed >= 0:
-            name = self.sweep_name(budget, a.noise_seed)
-            self.log(f"noise: plain SFT at {budget.tag} with seed {a.noise_seed}")
-            noise = self.run_training_stage("sft", budget, a.noise_seed, {budget.epochs: name})[name]
         self.report_left(budget)
         results: dict[str, dict[str, Any]] = {}
         for method in self.methods:
@@ -533,6 +538,13 @@ class ForgettingBenchmark:
             if record is not None:
                 results[method] = record
             self.report_left(budget)
+            self.assemble(results, sweep, budget, None)
+        # The second seed comes last: the methods' comparison is the result, the seed noise its error bar.
+        noise = None
+        if a.noise_seed >= 0:
+            name = self.sweep_name(budget, a.noise_seed)
+            self.log(f"noise: plain SFT at {budget.tag} with seed {a.noise_seed}")
+            noise = self.run_training_stage("sft", budget, a.noise_seed, {budget.epochs: name})[name]
         return self.assemble(results, sweep, budget, noise)
 
     def assemble(self, results: dict[str, dict[str, Any]], sweep: list[dict[str, Any]], budget: Budget, noise: dict[str, Any] | None) -> dict[str, Any]:
@@ -546,7 +558,7 @@ class ForgettingBenchmark:
             "methods": methods,
             "config": {
                 "model": a.model, "train_rows": f"train[:{a.train_rows}]", "batch_size": a.batch_size, "lr": budget.lr, "epochs": budget.epochs,
-                "seed": a.seed, "bf16": not a.no_bf16, "lr_scheduler": "constant", "format": "conversational prompt/completion",
+                "seed": a.seed, "bf16": self.bf16, "lr_scheduler": "constant", "format": "conversational prompt/completion",
                 "max_steps": a.max_steps, "data_dir": a.data_dir, "evaluation": self.eval_settings, "rl_rewriter": a.rl_rewriter,
                 "budget_rule": "given by --budget" if a.budget else "sweep point with the largest kl_general of plain SFT",
             },
@@ -573,6 +585,28 @@ class ForgettingBenchmark:
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         (self.stage_dir / "report.md").write_text("\n".join(lines))
         plot_gain_vs_forgetting(methods, self.stage_dir / "gain_vs_forgetting.png", title="Forgetting benchmark: GSM8K SFT of SmolLM2-135M-Instruct, one budget for every method")
+
+
+def _use_bf16(precision: str, stage_dir: Path) -> bool:
+    """bf16 or not; ``auto`` keeps the precision of the trained stages already stored, so a run resumed
+    on other hardware does not mix precisions between methods, and otherwise follows the hardware."""
+    if precision != "auto":
+        return precision == "bf16"
+    for path in sorted(stage_dir.glob("*.json")):
+        stored = json.loads(path.read_text()).get("settings")
+        if isinstance(stored, dict) and "bf16" in stored:
+            return bool(stored["bf16"])
+    import torch
+
+    from hf_patchdist.models import default_dtype
+
+    return default_dtype() == torch.bfloat16
+
+
+def _portable(source: str) -> str:
+    """A rewriter folder inside the repository as a repository-relative path, so a stored result matches on any clone."""
+    path = Path(source).resolve()
+    return path.relative_to(REPO).as_posix() if path.is_dir() and path.is_relative_to(REPO) else source
 
 
 def _save_model(model: Any, tokenizer: Any, folder: Path | None, *, overwrite: bool = True) -> None:
