@@ -51,6 +51,11 @@ def render_qa_prompt(
     return "\n".join(str(m.get("content", "")) for m in messages) + "\n"
 
 
+def padding_token_id(tokenizer: Any) -> int:
+    """The id written into padding by :func:`forward_continuations` (masked out, so any id works)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+
+
 @dataclass
 class ContinuationForward:
     """Result of :func:`forward_continuations`: the positions that predict each row's continuation.
@@ -220,8 +225,7 @@ class QAScorer:
         return ScoreOutput(nll, counts, torch.cat(embeddings).view(-1, hidden_size))
 
     def _score_batch(self, batch: list[tuple[list[int], list[int]]]) -> tuple[list[float], list[int], torch.Tensor]:
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        forward = forward_continuations(self.model, batch, pad_id, output_hidden_states=True)
+        forward = forward_continuations(self.model, batch, padding_token_id(self.tokenizer), output_hidden_states=True)
         nll: list[float] = []
         counts: list[int] = []
         embeddings = torch.zeros(len(batch), forward.hidden_states.shape[-1], dtype=torch.float32)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..scoring import forward_continuations, render_qa_prompt
+from ..scoring import forward_continuations, padding_token_id, render_qa_prompt
 from .metrics import MultipleChoiceAccuracy, _argmax
 from .tasks import CHOICE_DELIMITER, MultipleChoiceItem
 
@@ -34,10 +34,6 @@ def encode_continuations(tokenizer: Any, contexts: Sequence[str], continuations:
             context_ids = [start]
         pairs.append((context_ids, tokenizer(continuation, add_special_tokens=False)["input_ids"]))
     return pairs
-
-
-def _pad_id(tokenizer: Any) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
 
 
 def _batches(items: Sequence[Any], size: int, desc: str, show_progress: bool):
@@ -66,7 +62,7 @@ def continuation_log_probs(
     """
     pairs = encode_continuations(tokenizer, contexts, continuations)
     results: list[torch.Tensor] = []
-    pad_id = _pad_id(tokenizer)
+    pad_id = padding_token_id(tokenizer)
     for batch in _batches(pairs, batch_size, desc, show_progress):
         forward = forward_continuations(model, batch, pad_id)
         for row, (_, continuation) in enumerate(batch):
@@ -102,7 +98,7 @@ def kl_divergence(
         ``{"kl": mean per token, "per_prompt": mean per prompt, "tokens": number of tokens}``.
     """
     pairs = encode_continuations(tokenizer, prompts, continuations)
-    pad_id = _pad_id(tokenizer)
+    pad_id = padding_token_id(tokenizer)
     total, tokens = 0.0, 0
     per_prompt: list[float] = []
     for batch in _batches(pairs, batch_size, "KL", show_progress):
