@@ -559,7 +559,7 @@ class ForgettingBenchmark:
             "config": {
                 "model": a.model, "train_rows": f"train[:{a.train_rows}]", "batch_size": a.batch_size, "lr": budget.lr, "epochs": budget.epochs,
                 "seed": a.seed, "bf16": self.bf16, "lr_scheduler": "constant", "format": "conversational prompt/completion",
-                "max_steps": a.max_steps, "data_dir": a.data_dir, "evaluation": self.eval_settings, "rl_rewriter": a.rl_rewriter,
+                "max_steps": a.max_steps, "data_dir": a.data_dir, "evaluation": self.eval_settings, "rl_rewriter": _portable(a.rl_rewriter),
                 "budget_rule": "given by --budget" if a.budget else "sweep point with the largest kl_general of plain SFT",
             },
             "sweep": [{k: r.get(k) for k in ("lr", "epochs", "seed", "gsm8k", "arc_easy", "hellaswag", "forgetting_mean", "kl_from_base", "kl_general", "heldout_answer_nll", "target_nll")} for r in sweep],
