@@ -2,6 +2,7 @@
 
     python examples/train_rewriter_gsm8k.py --output runs/gsm8k-rewriter --max-steps 40
     python examples/train_rewriter_gsm8k.py --output runs/gsm8k-rewriter --max-steps 40 --resume   # continue
+    python examples/train_rewriter_gsm8k.py --output runs/gsm8k-rewriter-v2 --init-adapter examples/rewriters/gsm8k-smollm2-135m
 
 Prompts come from GSM8K ``train[1000:]`` (the project's rewriter-training rows; SFT uses
 ``train[:800]`` and rewriter evaluation ``train[800:1000]``). The defaults are CPU-fit, not the
@@ -44,6 +45,18 @@ def save_adapter_as_bf16(folder: Path) -> None:
     save_file(tensors, path, metadata={"format": "pt"})
 
 
+def load_adapter_weights(model: torch.nn.Module, folder: Path) -> None:
+    """Copy a saved LoRA's weights into the trainer's fresh adapter; every tensor must find its place."""
+    from peft import set_peft_model_state_dict
+
+    weights = {name: tensor.float() for name, tensor in load_file(folder / "adapter_model.safetensors").items()}
+    result = set_peft_model_state_dict(model, weights)
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise ValueError(f"{folder} does not fit the trainer's adapter (r, alpha, target modules): {unexpected[:3]}")
+    print(f"Started from the adapter in {folder} ({len(weights)} tensors)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/gsm8k/train.jsonl", help="GSM8K train JSONL (or a Hub id)")
@@ -63,6 +76,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="Continue from the last checkpoint in --output")
     parser.add_argument("--export", default=None, help="Also copy the final rewriter (bf16 adapter) to this folder")
+    parser.add_argument(
+        "--init-adapter",
+        default=None,
+        help="Start from this rewriter's LoRA weights (same r and alpha) instead of a fresh adapter, e.g. to "
+        "retrain a committed rewriter after the gate changed",
+    )
     args = parser.parse_args()
 
     if Path(args.data).is_file():
@@ -95,6 +114,8 @@ def main() -> None:
         seed=args.seed,
     )
     trainer = RewriterTrainer(model=args.model, args=config, train_dataset=dataset, callbacks=[JsonlLogCallback(output / "log.jsonl")])
+    if args.init_adapter and not args.resume:
+        load_adapter_weights(trainer.model, Path(args.init_adapter))
     trainer.train(resume_from_checkpoint=args.resume or None)
     save_adapter_as_bf16(output)
     print(json.dumps(trainer.training_summary(), indent=2))

@@ -21,17 +21,21 @@ GSM8K solution were bare answers ("The answer is 40."), wrong arithmetic on the 
 number, or the instruction echoed after the answer. Short generic text has a low NLL under the
 base model, so the distribution reward would even prefer them. Every verifier therefore runs some
 generic checks first (empty, truncated, talks about the rewriting, echoes the instruction, text
-after the final answer), and :class:`MathVerifier` additionally checks every explicit equation,
+after the final answer, copies the question, repeats a line: a GRPO-trained rewriter learned to
+lengthen its rewrites with question text and repeated steps, which are cheap under the base model),
+and :class:`MathVerifier` additionally checks every explicit equation,
 requires explicit arithmetic steps, a final answer that the reasoning arrives at, and a minimum
 length.
 
 Reason codes (``VerificationResult.reason``):
 
-- generic, in this order: ``"empty"``, ``"truncated"``, ``"mentions_rewriting"``,
-  ``"echoes_instruction"``, ``"trailing_text"`` (strict mode only), then the reference checks
-  ``"invalid_reference"`` / ``"reference_without_final_answer"``;
+- generic, in this order: ``"empty"``, ``"truncated"``, ``"trailing_text"`` (strict mode only),
+  ``"mentions_rewriting"``, ``"echoes_instruction"``, ``"restates_question"`` (copies more of the
+  question than allowed), ``"repeated_line"``, then the reference checks ``"invalid_reference"`` /
+  ``"reference_without_final_answer"``;
 - answer checks: ``"no_final_answer"``, ``"wrong_final_answer"``;
 - math only, in this order: ``"wrong_equation"`` (an explicit equation does not hold),
+  ``"repeated_equation"`` (the same equation on two lines, where the expert's does not repeat it),
   ``"no_reasoning"`` (no arithmetic step), ``"answer_not_derived"`` (the final answer is not the
   result of the reasoning), ``"too_short"``, ``"missing_intermediate_results"``;
 - :class:`CallableVerifier`: ``"rejected"`` unless the callable gives its own reason.
@@ -218,6 +222,43 @@ def _instruction_ngrams(instruction: str, n: int) -> frozenset[tuple[str, ...]]:
 def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     words = _normalize_words(text)
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def _shared_runs(source: str, text: str, n: int) -> tuple[float, int]:
+    """How much ``text`` copies ``source`` verbatim, in runs of at least ``n`` words.
+
+    Returns:
+        The fraction of ``source``'s words inside such runs, and the number of ``text``'s words
+        inside them (normalised words: case and punctuation ignored).
+    """
+    source_words, text_words = _normalize_words(source), _normalize_words(text)
+    source_grams = [tuple(source_words[i : i + n]) for i in range(len(source_words) - n + 1)]
+    text_grams = [tuple(text_words[i : i + n]) for i in range(len(text_words) - n + 1)]
+    shared = set(source_grams) & set(text_grams)
+    if not shared:
+        return 0.0, 0
+
+    def covered(grams: list[tuple[str, ...]], length: int) -> int:
+        mask = [False] * length
+        for i, gram in enumerate(grams):
+            if gram in shared:
+                mask[i : i + n] = [True] * n
+        return sum(mask)
+
+    return covered(source_grams, len(source_words)) / len(source_words), covered(text_grams, len(text_words))
+
+
+def _repeated_line(text: str, min_words: int) -> str | None:
+    """The first line of at least ``min_words`` words that occurs twice (normalised words), or None."""
+    seen: set[tuple[str, ...]] = set()
+    for line in _strip_annotations(text).splitlines():
+        words = tuple(_normalize_words(line))
+        if len(words) < min_words:
+            continue
+        if words in seen:
+            return " ".join(words)
+        seen.add(words)
+    return None
 
 
 def _normalize_answer(text: str) -> str:
@@ -1054,6 +1095,31 @@ def _find_equations(text: str) -> Iterator[_Equation]:
             yield from _equations_in_line(line)
 
 
+def _equation_lines(text: str) -> dict[tuple[str, str], set[int]]:
+    """The visible equations of ``text`` (left side parsed, right side as written) and their lines."""
+    lines: dict[tuple[str, str], set[int]] = {}
+    for number, line in enumerate(_strip_annotations(text).splitlines()):
+        if "=" in line:
+            for equation in _equations_in_line(line):
+                key = (repr(equation.lhs), equation.rhs_options[-1][1].replace(" ", ""))
+                lines.setdefault(key, set()).add(number)
+    return lines
+
+
+def _repeated_equation(text: str, reference: str) -> str | None:
+    """The first equation ``text`` writes on two lines that ``reference`` does not repeat, or None."""
+    repeated = [key for key, lines in _equation_lines(text).items() if len(lines) > 1]
+    if not repeated:
+        return None
+    allowed = {key for key, lines in _equation_lines(reference).items() if len(lines) > 1}
+    for key in repeated:
+        if key not in allowed:
+            for equation in _find_equations(text):
+                if (repr(equation.lhs), equation.rhs_options[-1][1].replace(" ", "")) == key:
+                    return f"{equation.lhs_source.strip()}={equation.rhs_options[-1][1].strip()}"
+    return None
+
+
 def _first_wrong_equation(text: str, rel_tol: float) -> str | None:
     """Detail message for the first equation that does not hold, or None."""
     for equation in _find_equations(text):
@@ -1207,8 +1273,9 @@ class Verifier(abc.ABC):
 
     Calling a verifier runs the generic checks (in this order: ``"empty"``, ``"truncated"``, text
     after the final-answer line (trimmed, or ``"trailing_text"`` in strict mode),
-    ``"mentions_rewriting"``, ``"echoes_instruction"`` on the kept text), then
-    :meth:`check_reference`, then the subclass's ``_check``.
+    ``"mentions_rewriting"``, ``"echoes_instruction"``, ``"restates_question"``,
+    ``"repeated_line"`` on the kept text), then :meth:`check_reference`, then the subclass's
+    ``_check``.
 
     Subclasses set the class attribute ``name`` (which registers them for :func:`get_verifier`),
     implement ``_check`` and usually :meth:`final_answer_end`, and add their constructor options to
@@ -1218,6 +1285,15 @@ class Verifier(abc.ABC):
         strict: Reject text after the final-answer line (``"trailing_text"``) instead of trimming it.
         meta_phrases: Phrases that show the text talks about the rewriting itself; defaults to
             :data:`DEFAULT_META_PHRASES`. An empty list disables the check.
+        max_question_copy: Largest fraction of the question's words the candidate may copy
+            verbatim (in runs of ``question_copy_min_words`` words or more) before it fails with
+            ``"restates_question"``; a candidate may always copy as much as the reference does.
+            Copied question text costs the base model almost nothing given the question, so a
+            rewriter trained on the distribution reward learns to restate the question (0.5 lets
+            through 99% of GSM8K's expert answers). ``None`` disables the check.
+        reject_repeated_lines: Fail with ``"repeated_line"`` when a line of at least
+            ``repeated_line_min_words`` words occurs twice (case and punctuation ignored): repeated
+            lines are another cheap way to lengthen a rewrite.
 
     Example:
         ```python
@@ -1236,12 +1312,27 @@ class Verifier(abc.ABC):
     name: ClassVar[str]
     echo_min_words: ClassVar[int] = 8
     """Length of the shortest verbatim run of instruction words that counts as an echo."""
+    question_copy_min_words: ClassVar[int] = 8
+    """Length of the shortest verbatim run of question words that counts as copied."""
+    repeated_line_min_words: ClassVar[int] = 4
+    """Shortest line that counts for ``"repeated_line"`` (short lines like "So:" may recur)."""
 
-    def __init__(self, *, strict: bool = False, meta_phrases: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        strict: bool = False,
+        meta_phrases: Sequence[str] | None = None,
+        max_question_copy: float | None = 0.5,
+        reject_repeated_lines: bool = True,
+    ) -> None:
         if isinstance(meta_phrases, str):
             raise TypeError("meta_phrases must be a sequence of phrases, not a single string")
+        if max_question_copy is not None and not 0 <= max_question_copy <= 1:
+            raise ValueError(f"max_question_copy must be in [0, 1] or None, got {max_question_copy}")
         self.strict = bool(strict)
         self.meta_phrases: tuple[str, ...] | None = None if meta_phrases is None else tuple(meta_phrases)
+        self.max_question_copy = None if max_question_copy is None else float(max_question_copy)
+        self.reject_repeated_lines = bool(reject_repeated_lines)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -1296,6 +1387,21 @@ class Verifier(abc.ABC):
             echo = self._echoed_instruction(text, instruction, question, reference)
             if echo is not None:
                 return _fail("echoes_instruction", text, f"the text repeats the instruction ({echo!r})")
+        if self.max_question_copy is not None and question:
+            copied, _ = _shared_runs(question, text, self.question_copy_min_words)
+            allowed = self.max_question_copy
+            if isinstance(reference, str):
+                allowed = max(allowed, _shared_runs(question, reference, self.question_copy_min_words)[0])
+            if copied > allowed:
+                return _fail(
+                    "restates_question",
+                    text,
+                    f"{copied:.0%} of the question's words are copied verbatim, at most {allowed:.0%} allowed",
+                )
+        if self.reject_repeated_lines:
+            line = _repeated_line(text, self.repeated_line_min_words)
+            if line is not None:
+                return _fail("repeated_line", text, f"the line {line[:80]!r} occurs twice")
         reference_reason = self.check_reference(reference)
         if reference_reason is not None:
             return _fail(reference_reason, text, "the reference cannot be used to verify the candidate")
@@ -1346,7 +1452,12 @@ class Verifier(abc.ABC):
 
     def _options(self) -> dict[str, Any]:
         """Constructor options as JSON-serialisable values (extend in subclasses)."""
-        return {"strict": self.strict, "meta_phrases": None if self.meta_phrases is None else list(self.meta_phrases)}
+        return {
+            "strict": self.strict,
+            "meta_phrases": None if self.meta_phrases is None else list(self.meta_phrases),
+            "max_question_copy": self.max_question_copy,
+            "reject_repeated_lines": self.reject_repeated_lines,
+        }
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -1460,11 +1571,16 @@ class MathVerifier(Verifier):
             of the reasoning may state the answer ("Thus, the zip code is 11026."), unless the
             question writes that number itself: restating "4 packs" from the question derives
             nothing.
-        min_length_ratio: Minimum word count relative to the expert answer (annotations removed).
-            ``0`` disables the check.
+        min_length_ratio: Minimum word count relative to the expert answer (annotations removed;
+            words copied from the question in runs of ``question_copy_min_words`` or more do not
+            count, for the candidate or the expert answer). ``0`` disables the check.
         min_intermediate_recall: When set, the minimum fraction of the expert's intermediate results
             (right sides of its equations) that must appear as numbers in the candidate.
-        meta_phrases: Phrases betraying text about the rewriting itself (see :class:`Verifier`).
+        reject_repeated_equations: Fail with ``"repeated_equation"`` when the same equation is
+            written on two lines, unless the expert answer repeats it too (a rewriter that repeats
+            its last step gets a longer, cheaper target without more reasoning).
+        **gate_options: The generic checks' options (``meta_phrases``, ``max_question_copy``,
+            ``reject_repeated_lines``; see :class:`Verifier`).
 
     Example:
         ```python
@@ -1493,9 +1609,10 @@ class MathVerifier(Verifier):
         require_derived_answer: bool = True,
         min_length_ratio: float = 0.25,
         min_intermediate_recall: float | None = None,
-        meta_phrases: Sequence[str] | None = None,
+        reject_repeated_equations: bool = True,
+        **gate_options: Any,
     ) -> None:
-        super().__init__(strict=strict, meta_phrases=meta_phrases)
+        super().__init__(strict=strict, **gate_options)
         if equation_rel_tol < 0:
             raise ValueError(f"equation_rel_tol must be >= 0, got {equation_rel_tol}")
         if min_reasoning_steps < 0:
@@ -1510,6 +1627,7 @@ class MathVerifier(Verifier):
         self.require_derived_answer = bool(require_derived_answer)
         self.min_length_ratio = float(min_length_ratio)
         self.min_intermediate_recall = None if min_intermediate_recall is None else float(min_intermediate_recall)
+        self.reject_repeated_equations = bool(reject_repeated_equations)
 
     def final_answer_end(self, text: str, final: bool = False) -> int | None:
         """Index after the final-answer line (``####``, ``\\boxed{}``, "The answer is X"), or None.
@@ -1537,6 +1655,7 @@ class MathVerifier(Verifier):
             "require_derived_answer": self.require_derived_answer,
             "min_length_ratio": self.min_length_ratio,
             "min_intermediate_recall": self.min_intermediate_recall,
+            "reject_repeated_equations": self.reject_repeated_equations,
         }
 
     def _check(self, text: str, reference: str, question: str | None) -> VerificationResult:
@@ -1554,6 +1673,10 @@ class MathVerifier(Verifier):
             wrong = _first_wrong_equation(text, self.equation_rel_tol)
             if wrong is not None:
                 return _fail("wrong_equation", text, wrong)
+        if self.reject_repeated_equations:
+            repeated = _repeated_equation(text, reference)
+            if repeated is not None:
+                return _fail("repeated_equation", text, f"{repeated} is written on two lines")
         if self.min_reasoning_steps:
             steps = self._count_reasoning_steps(text[: located.start])
             if steps < self.min_reasoning_steps:
@@ -1578,7 +1701,7 @@ class MathVerifier(Verifier):
                     "arithmetic expression",
                 )
         if self.min_length_ratio:
-            words, reference_words = _word_count(text), _word_count(reference)
+            words, reference_words = self._own_word_count(text, question), self._own_word_count(reference, question)
             if words < self.min_length_ratio * reference_words:
                 return _fail(
                     "too_short",
@@ -1600,6 +1723,13 @@ class MathVerifier(Verifier):
                         f"appear (missing: {', '.join(missing)})",
                     )
         return VerificationResult(passed=True, reason="", text=text)
+
+    def _own_word_count(self, text: str, question: str | None) -> int:
+        """Words of ``text`` (annotations removed) not copied verbatim from the question."""
+        words = _word_count(text)
+        if question:
+            words -= _shared_runs(question, _strip_annotations(text), self.question_copy_min_words)[1]
+        return words
 
     @staticmethod
     def _count_reasoning_steps(body: str) -> int:
@@ -1642,8 +1772,8 @@ class ChoiceVerifier(Verifier):
 
     Args:
         letters: The allowed option letters (upper case).
-        strict: Reject text after the final-answer line instead of trimming it.
-        meta_phrases: Phrases betraying text about the rewriting itself (see :class:`Verifier`).
+        **gate_options: The generic checks' options (``strict``, ``meta_phrases``,
+            ``max_question_copy``, ``reject_repeated_lines``; see :class:`Verifier`).
 
     Example:
         ```python
@@ -1655,10 +1785,8 @@ class ChoiceVerifier(Verifier):
 
     name = "choice"
 
-    def __init__(
-        self, *, letters: str = "ABCDE", strict: bool = False, meta_phrases: Sequence[str] | None = None
-    ) -> None:
-        super().__init__(strict=strict, meta_phrases=meta_phrases)
+    def __init__(self, *, letters: str = "ABCDE", **gate_options: Any) -> None:
+        super().__init__(**gate_options)
         letters = "".join(dict.fromkeys(letters.upper()))
         if not letters or not letters.isalpha():
             raise ValueError(f"letters must be a non-empty string of letters, got {letters!r}")
@@ -1760,8 +1888,8 @@ class ExactMatchVerifier(Verifier):
     removed, whitespace collapsed.
 
     Args:
-        strict: Reject text after the final-answer line instead of trimming it.
-        meta_phrases: Phrases betraying text about the rewriting itself (see :class:`Verifier`).
+        strict, meta_phrases, max_question_copy, reject_repeated_lines: The generic checks' options
+            (see :class:`Verifier`).
 
     Example:
         ```python
@@ -1805,8 +1933,8 @@ class RegexVerifier(Verifier):
     Args:
         pattern: The regular expression.
         flags: ``re`` flags as an int (e.g. ``re.IGNORECASE``).
-        strict: Kept for a uniform interface (no trimming happens).
-        meta_phrases: Phrases betraying text about the rewriting itself (see :class:`Verifier`).
+        **gate_options: The generic checks' options (``strict``, ``meta_phrases``,
+            ``max_question_copy``, ``reject_repeated_lines``; see :class:`Verifier`).
 
     Example:
         ```python
@@ -1817,10 +1945,8 @@ class RegexVerifier(Verifier):
 
     name = "regex"
 
-    def __init__(
-        self, pattern: str, *, flags: int = 0, strict: bool = False, meta_phrases: Sequence[str] | None = None
-    ) -> None:
-        super().__init__(strict=strict, meta_phrases=meta_phrases)
+    def __init__(self, pattern: str, *, flags: int = 0, **gate_options: Any) -> None:
+        super().__init__(**gate_options)
         self.pattern = pattern
         self.flags = int(flags)
         self._regex = re.compile(pattern, self.flags)
@@ -1885,8 +2011,8 @@ class CallableVerifier(Verifier):
 
     Args:
         fn: The function, or its import path ``"module:qualname"``.
-        strict: Kept for a uniform interface (a callable has no final-answer line; nothing is trimmed).
-        meta_phrases: Phrases betraying text about the rewriting itself (see :class:`Verifier`).
+        **gate_options: The generic checks' options (``strict``, ``meta_phrases``,
+            ``max_question_copy``, ``reject_repeated_lines``; see :class:`Verifier`).
 
     Example:
         ```python
@@ -1901,10 +2027,8 @@ class CallableVerifier(Verifier):
 
     name = "callable"
 
-    def __init__(
-        self, fn: Callable[..., Any] | str, *, strict: bool = False, meta_phrases: Sequence[str] | None = None
-    ) -> None:
-        super().__init__(strict=strict, meta_phrases=meta_phrases)
+    def __init__(self, fn: Callable[..., Any] | str, **gate_options: Any) -> None:
+        super().__init__(**gate_options)
         if isinstance(fn, str):
             fn = _resolve_import_path(fn)
         if not callable(fn):

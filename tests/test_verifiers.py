@@ -293,7 +293,7 @@ def test_short_overlap_with_instruction_is_not_an_echo():
 def test_restating_the_question_is_not_an_echo_of_a_filled_in_prompt():
     prompt = f"{INSTRUCTION}\n\nProblem: {NATALIA['question']}\n\nSolution: {NATALIA['answer']}"
     candidate = (
-        "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May, "
+        "Natalia sold clips to 48 of her friends in April. In May she sold half as many, "
         "that is 48 / 2 = 24.\nAltogether 48 + 24 = 72 clips.\n#### 72"
     )
     result = MathVerifier()(candidate, NATALIA["answer"], question=NATALIA["question"], instruction=prompt)
@@ -353,6 +353,89 @@ def test_too_short_against_a_long_expert_answer():
     result = MathVerifier()(candidate, row["answer"], question=row["question"])
     assert result.reason == "too_short"
     assert MathVerifier(min_length_ratio=0.1)(candidate, row["answer"], question=row["question"]).passed
+
+
+# A correct rewrite of GSM8K train row 817 (Maddie's coffee, TRAIN_800 below). The GRPO rewriter's
+# accepted rewrite of that row was these steps after the question copied whole.
+MADDIE_STEPS = (
+    "She uses 3 ounces of beans per day because 2 x 1.5 = 3\n"
+    "She uses 21 ounces of beans per week because 7 x 3 = 21\n"
+    "She buys 2 bags of beans per week because 21 / 10.5 = 2\n"
+    "She spends $16 on the beans per week because 2 x 8 = 16\n"
+    "She spends $2 on the milk per week because 4 x (1/2) = 2\n"
+    "She spends $18 per week on her coffee because 16 + 2 = 18\n"
+    "#### 18"
+)
+
+
+def test_restating_the_question_fails():
+    question, expert = TRAIN_800[817]["question"], TRAIN_800[817]["answer"]
+    verifier = MathVerifier()
+    assert verifier(MADDIE_STEPS, expert, question=question).passed
+    result = verifier(question + "\n\n" + MADDIE_STEPS, expert, question=question)
+    assert result.reason == "restates_question", (result.reason, result.detail)
+    assert "100% of the question" in result.detail
+    # Without the question the gate cannot tell, and the check can be switched off.
+    assert verifier(question + "\n\n" + MADDIE_STEPS, expert).passed
+    off = MathVerifier(max_question_copy=None)
+    assert off(question + "\n\n" + MADDIE_STEPS, expert, question=question).passed
+
+
+def test_restating_one_fact_of_the_question_passes():
+    question, expert = TRAIN_800[817]["question"], TRAIN_800[817]["answer"]
+    # Two facts restated before the steps: well under half of the question.
+    candidate = "Each cup has 1.5 ounces of coffee beans. A bag of coffee costs $8 and contains 10.5 ounces of beans.\n"
+    result = MathVerifier()(candidate + MADDIE_STEPS, expert, question=question)
+    assert result.passed, (result.reason, result.detail)
+
+
+def test_a_rewrite_may_copy_as_much_of_the_question_as_the_expert_answer():
+    row = GSM8K_ROWS[7]  # Ken's care package: the expert answer restates most of the question
+    verifier = MathVerifier(max_question_copy=0.2)
+    assert verifier(row["answer"], row["answer"], question=row["question"]).passed
+    assert verifier(row["answer"], NATALIA["answer"].replace("72", "16"), question=row["question"]).reason == (
+        "restates_question"
+    )
+
+
+def test_copied_question_words_do_not_count_towards_the_length():
+    row = GSM8K_ROWS[5]  # six lines, #### 35
+    candidate = "10 + 8 = 18 and 28 + 7 = 35.\n#### 35"
+    padded = row["question"] + "\n" + candidate
+    permissive = MathVerifier(max_question_copy=1.0)
+    assert permissive(padded, row["answer"]).passed  # without the question its words count
+    assert permissive(padded, row["answer"], question=row["question"]).reason == "too_short"
+
+
+@pytest.mark.parametrize(
+    ("candidate", "reason"),
+    [
+        ("Kylie has 5 + 9 = 14 daisies.\nShe gave away 14 / 2 = 7 daisies.\nShe gave away 14 / 2 = 7 daisies.\n#### 7",
+         "repeated_line"),
+        ("Kylie has 5 + 9 = 14 daisies.\nShe gave away 14 / 2 = 7 daisies.\nSo she has 14 / 2 = 7 daisies left.\n#### 7",
+         "repeated_equation"),
+    ],
+)
+def test_repeated_steps_fail(candidate, reason):
+    expert = "Kylie has 5 + 9 = <<5+9=14>>14 daisies.\nShe has 14 - 7 = <<14-7=7>>7 daisies left.\n#### 7"
+    question = "Kylie has 5 daisies. Her sister gave her another 9 daisies. Kylie then gave half her daisies to her mother. How many daisies does Kylie have left?"
+    result = MathVerifier()(candidate, expert, question=question)
+    assert result.reason == reason, (result.reason, result.detail)
+    assert MathVerifier(reject_repeated_lines=False, reject_repeated_equations=False)(
+        candidate, expert, question=question
+    ).passed
+
+
+def test_an_equation_the_expert_repeats_may_be_repeated():
+    expert = (
+        "The cost of Dale's eggs is 2 × $3 = $<<2*3=6>>6.\nThe cost of Andrew's eggs is 2 × $3 = $<<2*3=6>>6.\n"
+        "Their eggs cost $6 + $6 = $<<6+6=12>>12.\n#### 12"
+    )
+    candidate = "Dale's eggs cost 2 x 3 = 6 dollars.\nAndrew's eggs cost 2 x 3 = 6 dollars too.\nTogether 6 + 6 = 12.\n#### 12"
+    assert MathVerifier()(candidate, expert).passed
+    assert MathVerifier()(candidate, expert.replace("Andrew's eggs is 2 × $3", "Andrew's eggs is 3 × $2")).reason == (
+        "repeated_equation"
+    )
 
 
 def test_missing_intermediate_results():
@@ -489,15 +572,25 @@ GOOD_REWRITES = {
         "100-40 = 60 percent of students are remaining.\n"
         "60/2 = 30 percent of students are present in school.\n#### 30"
     ),
-    817: (
-        "She uses 3 ounces of coffee per day because 2 x 1.5 = 3\n"
-        "She uses 21 ounces of beans per week because 7 x 3 = 21\n"
-        "She buys 2 bags of beans per week because 2 x 8 = 16\n"
-        "She spends $16 on the beans per week because 2 x 8 = 16\n"
-        "She spends $2 on the milk per week because 4 x (1/2) = 2\n"
-        "She spends $18 per week on her coffee because 16 + 2 = 18\n#### 18"
-    ),
 }
+
+# The prompted rewriter's version of row 817, once in GOOD_REWRITES: "She buys 2 bags of beans per
+# week because 2 x 8 = 16" borrows the next line's step instead of 21 / 10.5 = 2.
+MADDIE_BORROWED_STEP = (
+    "She uses 3 ounces of coffee per day because 2 x 1.5 = 3\n"
+    "She uses 21 ounces of beans per week because 7 x 3 = 21\n"
+    "She buys 2 bags of beans per week because 2 x 8 = 16\n"
+    "She spends $16 on the beans per week because 2 x 8 = 16\n"
+    "She spends $2 on the milk per week because 4 x (1/2) = 2\n"
+    "She spends $18 per week on her coffee because 16 + 2 = 18\n#### 18"
+)
+
+
+def test_a_step_borrowed_from_the_next_line_fails_as_a_repeated_equation():
+    row = TRAIN_800[817]
+    result = MathVerifier()(MADDIE_BORROWED_STEP, row["answer"], question=row["question"])
+    assert result.reason == "repeated_equation", (result.reason, result.detail)
+    assert MathVerifier()(MADDIE_STEPS, row["answer"], question=row["question"]).passed
 
 
 @pytest.mark.parametrize(
@@ -822,7 +915,8 @@ def test_callable_verifier_rejects_bad_return_values():
             min_intermediate_recall=0.75,
         ),
         MathVerifier(meta_phrases=["as instructed"]),
-        ChoiceVerifier(letters="ABCD", strict=True),
+        MathVerifier(max_question_copy=None, reject_repeated_lines=False, reject_repeated_equations=False),
+        ChoiceVerifier(letters="ABCD", strict=True, max_question_copy=0.3),
         ExactMatchVerifier(),
         RegexVerifier(r"#### (\w+)", flags=re.IGNORECASE),
         CallableVerifier(_ends_with_reference, strict=True),
@@ -894,6 +988,7 @@ def test_custom_verifier_registers_itself():
         {"min_length_ratio": -0.1},
         {"min_intermediate_recall": 1.5},
         {"meta_phrases": "rewrite"},
+        {"max_question_copy": 1.5},
     ],
 )
 def test_invalid_math_options(kwargs):
