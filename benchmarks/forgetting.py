@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import math
 import os
@@ -199,7 +200,19 @@ class ForgettingBenchmark:
         if method.endswith("_patch"):
             settings["rewriter"] = _portable(a.rl_rewriter) if method == "rl_patch" else f"prompted:{a.model}"
             settings["rewrite_max_new_tokens"] = a.rewrite_max_new_tokens
+            # The patch depends on the gate and on the adapter's weights, not only on the folder's
+            # name: a retrained rewriter or a stricter gate must not reuse a stored result.
+            settings["gate"] = self._gate(method)
+            if method == "rl_patch":
+                settings["adapter_sha256"] = _adapter_sha256(a.rl_rewriter)
         return settings
+
+    def _gate(self, method: str) -> dict[str, Any]:
+        from hf_patchdist.rewriter import RewriterConfig
+        from hf_patchdist.verifiers import get_verifier
+
+        config = RewriterConfig.from_folder(self.args.rl_rewriter) if method == "rl_patch" else RewriterConfig(base_model=self.args.model)
+        return get_verifier(config.verifier).to_dict()
 
     def path(self, name: str) -> Path:
         return self.stage_dir / f"{name}.json"
@@ -475,6 +488,18 @@ class ForgettingBenchmark:
         self.log(f"chosen budget {budget.tag}: plain SFT's largest drift on general chat prompts (kl_general {best.get('kl_general'):.3f})")
         return budget
 
+    def stored_result(self, method: str, budget: Budget) -> dict[str, Any] | None:
+        """A method's stored result if it was computed with the current settings, else None (never raises)."""
+        path = self.path(method)
+        if not path.is_file():
+            return None
+        settings = {"method": "base", "eval": self.eval_settings} if method == "base" else self.train_settings(method, budget, self.args.seed)
+        record = json.loads(path.read_text())
+        if record.get("settings") != json.loads(json.dumps(settings)):
+            self.log(f"{method}: the stored result was computed with other settings; left out (--methods {method} --redo {method} recomputes it)")
+            return None
+        return record
+
     def run_method(self, method: str, budget: Budget) -> dict[str, Any] | None:
         if method == "base":
             return self.base_metrics()
@@ -532,7 +557,14 @@ class ForgettingBenchmark:
         budget = self.choose_budget(sweep)
         self.report_left(budget)
         results: dict[str, dict[str, Any]] = {}
-        for method in self.methods:
+        for method in METHODS:
+            if method not in self.methods:
+                # Left out by --methods: keep its stored result, so a partial run does not shrink
+                # forgetting.json to the methods it ran.
+                record = self.stored_result(method, budget)
+                if record is not None:
+                    results[method] = record
+                continue
             self.log(f"method {method} at {budget.tag}")
             record = base if method == "base" else self.run_method(method, budget)
             if record is not None:
@@ -601,6 +633,11 @@ def _use_bf16(precision: str, stage_dir: Path) -> bool:
     from hf_patchdist.models import default_dtype
 
     return default_dtype() == torch.bfloat16
+
+
+def _adapter_sha256(folder: str) -> str | None:
+    path = Path(folder) / "adapter_model.safetensors"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def _portable(source: str) -> str:

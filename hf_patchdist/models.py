@@ -188,6 +188,22 @@ def default_dtype(device: str | torch.device | None = None) -> torch.dtype:
     return torch.bfloat16 if _cpu_supports_bf16() else torch.float32
 
 
+def apply_hardware_precision(args: Any) -> None:
+    """Give a TRL config whose precision the user left open the precision this machine runs fastest.
+
+    TRL's configs default to bf16 mixed precision. Without a GPU that fails (transformers wants
+    ``use_cpu``) and, on a CPU without AVX-512 BF16 or AMX, bf16 is emulated: a GRPO or SFT step ran
+    several times slower than in float32. So without a GPU: ``use_cpu`` is set, and a ``bf16`` left
+    at None becomes :func:`default_dtype`'s choice. An explicit ``bf16``/``fp16`` is kept. Call it
+    before the config's own ``__post_init__``.
+    """
+    if torch.cuda.is_available():
+        return
+    args.use_cpu = True
+    if getattr(args, "bf16", None) is None and not getattr(args, "fp16", False):
+        args.bf16 = default_dtype("cpu") == torch.bfloat16
+
+
 def parse_dtype(dtype: str | torch.dtype | None, device: str | None = None) -> torch.dtype:
     """Accept ``"auto"``/None (the hardware default), a name such as ``"bfloat16"``, or a ``torch.dtype``."""
     if dtype is None or dtype == "auto":

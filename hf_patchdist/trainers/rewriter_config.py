@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from trl import GRPOConfig
 
+from ..models import apply_hardware_precision
 from ..rewriter import DEFAULT_PROMPT_TEMPLATE
 
 
@@ -27,6 +27,9 @@ class RewriterTrainingConfig(GRPOConfig):
     > - ``max_completion_length``: 256 tokens per rewrite.
     > - ``logging_steps``: 1 (GRPO steps are slow and few).
     > - ``num_train_epochs``: 2 (the authors' value).
+    > - ``bf16`` and ``use_cpu`` without a GPU: ``use_cpu`` is set and ``bf16`` left unset becomes
+    >   True only on a CPU that computes bfloat16 natively (AVX-512 BF16 or AMX); elsewhere bf16 is
+    >   emulated and several times slower than float32 (:func:`~hf_patchdist.models.apply_hardware_precision`).
 
     Parameters that control the rewriting task:
 
@@ -97,8 +100,5 @@ class RewriterTrainingConfig(GRPOConfig):
     lora_target_modules: Any = field(default="all-linear", metadata={"help": "LoRA target modules."})
 
     def __post_init__(self) -> None:
-        # GRPOConfig defaults to bf16, which transformers refuses on a machine without a GPU
-        # unless use_cpu is set: without a GPU the CPU is the only choice, so say so.
-        if not torch.cuda.is_available() and not getattr(self, "use_cpu", False):
-            self.use_cpu = True
+        apply_hardware_precision(self)
         super().__post_init__()
