@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from .scoring import QAScorer, render_qa_prompt
-from .verifiers import Verifier, get_verifier
+from .verifiers import GRPO_GATE, Verifier, get_verifier
 
 
 REWARD_COLUMNS = ("question", "expert_answer", "patch_row_id")
@@ -133,8 +133,7 @@ class _GroupReward:
         qa_template: str | None = None,
         eps: float = EPS,
     ) -> None:
-        # The GRPO gate is strict: trimming trailing text in the reward would still train on it.
-        self.verifier = get_verifier(verifier if verifier is not None else {"name": "math", "strict": True})
+        self.verifier = get_verifier(verifier if verifier is not None else GRPO_GATE)
         self.scorer = scorer
         self.judge = judge
         self.qa_template = qa_template
@@ -221,7 +220,7 @@ class TaskConsistencyReward(_GroupReward):
     """r_task: 1 when the rewrite passes the task-consistency gate, else 0.
 
     Args:
-        verifier: The gate (default: strict :class:`~hf_patchdist.verifiers.MathVerifier`).
+        verifier: The gate (default: :data:`~hf_patchdist.verifiers.GRPO_GATE`, the strict math verifier).
         judge: Optional :class:`~hf_patchdist.judge.LLMJudge` that must also accept the reasoning.
 
     Example:
@@ -281,7 +280,7 @@ class PatchReward(_GroupReward):
     ``patch/r_div``, ``patch/feasible_fraction``, ``patch/reward`` and ``patch/feasible_nll``.
 
     Args:
-        verifier: The gate (default: strict math verifier with its reasoning checks).
+        verifier: The gate (default: :data:`~hf_patchdist.verifiers.GRPO_GATE`, the strict math verifier).
         lambda_dist: Weight of r_dist (the authors use 0.35).
         lambda_div: Weight of r_div (the authors use 0.5).
         scorer: A :class:`~hf_patchdist.scoring.QAScorer` on a separate model; default the trainer's

@@ -80,6 +80,11 @@ __all__ = [
 ]
 
 
+GRPO_GATE: dict[str, Any] = {"name": "math", "strict": True, "max_reference_copy": 0.9}
+"""The default gate of GRPO training: strict (trimming trailing text in the reward would still
+train on it) and failing near-verbatim copies of the expert answer, the cheapest feasible
+candidate, which GRPO otherwise converges on."""
+
 DEFAULT_META_PHRASES: tuple[str, ...] = (
     "original solution",
     "original answer",
@@ -1034,7 +1039,12 @@ def _equations_in_line(line: str) -> Iterator[_Equation]:
             if _is_range(left):
                 continue
             lhs = _Parser(left).parse()
-            if lhs is None or not _has_operator(lhs):
+            if lhs is not None and not _has_operator(lhs):
+                reversed_equation = _reversed_equation(line, tokens, run_start, left, right, lhs, eq_positions)
+                if reversed_equation is not None:
+                    yield reversed_equation
+                continue
+            if lhs is None:
                 continue
             options: list[tuple[tuple, str]] = []
             full = _Parser(right).parse()
@@ -1052,6 +1062,33 @@ def _equations_in_line(line: str) -> Iterator[_Equation]:
                 # "$2.50 - $2.24 = 26 cents": dollars on the left, cents on the right.
                 options.extend((("bin", "/", rhs, ("num", 100.0, False, 0)), src) for rhs, src in list(options))
             yield _Equation(line[left[0].start : tokens[eq].start].strip(), lhs, tuple(options))
+
+
+def _reversed_equation(
+    line: str,
+    tokens: Sequence[_Tok],
+    run_start: int,
+    left: Sequence[_Tok],
+    right: Sequence[_Tok],
+    result: tuple,
+    eq_positions: Sequence[int],
+) -> _Equation | None:
+    """``r = a op b`` read as ``a op b = r``, only where the line is nothing else.
+
+    A number before "=" is usually a label or a running result ("Day 2 = 5 * 3 = 15"), so the
+    reversed reading is taken only for a line that holds exactly one "=", a bare number on its left
+    and an expression on its right: the shape of "14 = 14 * 105 + 840", which otherwise passed the
+    equation check unread.
+    """
+    if len(eq_positions) != 1 or line[:run_start].strip() or line[right[-1].end :].strip(" .") or tokens[0] is not left[0]:
+        return None
+    if len(left) != 1 or left[0].kind != "num" or right[0].kind == "op":
+        return None
+    expression = _Parser(right).parse()
+    if expression is None or not _has_operator(expression):
+        return None
+    source = line[right[0].start : right[-1].end]
+    return _Equation(source, expression, ((result, line[left[0].start : left[0].end]),))
 
 
 def _equation_holds(lhs: tuple, rhs: tuple, rel_tol: float) -> tuple[bool, float | None]:
@@ -1274,8 +1311,8 @@ class Verifier(abc.ABC):
     Calling a verifier runs the generic checks (in this order: ``"empty"``, ``"truncated"``, text
     after the final-answer line (trimmed, or ``"trailing_text"`` in strict mode),
     ``"mentions_rewriting"``, ``"echoes_instruction"``, ``"restates_question"``,
-    ``"repeated_line"`` on the kept text), then :meth:`check_reference`, then the subclass's
-    ``_check``.
+    ``"copies_reference"``, ``"repeated_line"`` on the kept text), then :meth:`check_reference`,
+    then the subclass's ``_check``.
 
     Subclasses set the class attribute ``name`` (which registers them for :func:`get_verifier`),
     implement ``_check`` and usually :meth:`final_answer_end`, and add their constructor options to
@@ -1286,7 +1323,7 @@ class Verifier(abc.ABC):
         meta_phrases: Phrases that show the text talks about the rewriting itself; defaults to
             :data:`DEFAULT_META_PHRASES`. An empty list disables the check.
         max_question_copy: Largest fraction of the question's words the candidate may copy
-            verbatim (in runs of ``question_copy_min_words`` words or more) before it fails with
+            verbatim (in runs of ``copy_min_words`` words or more) before it fails with
             ``"restates_question"``; a candidate may always copy as much as the reference does.
             Copied question text costs the base model almost nothing given the question, so a
             rewriter trained on the distribution reward learns to restate the question (0.5 lets
@@ -1294,6 +1331,13 @@ class Verifier(abc.ABC):
         reject_repeated_lines: Fail with ``"repeated_line"`` when a line of at least
             ``repeated_line_min_words`` words occurs twice (case and punctuation ignored): repeated
             lines are another cheap way to lengthen a rewrite.
+        max_reference_copy: Largest fraction of the reference's words (GSM8K ``<<...>>``
+            annotations removed) the candidate may copy verbatim, in runs of ``copy_min_words``
+            words or more, before it fails with ``"copies_reference"``. Off (``None``) by default:
+            a copy of the expert answer is a correct answer, and keeping it changes nothing. For
+            GRPO it is not a rewrite but the cheapest feasible candidate, and a rewriter retrained
+            under the question-copy check learned to emit it (:class:`RewriterTrainingConfig`
+            turns it on at 0.9).
 
     Example:
         ```python
@@ -1312,8 +1356,8 @@ class Verifier(abc.ABC):
     name: ClassVar[str]
     echo_min_words: ClassVar[int] = 8
     """Length of the shortest verbatim run of instruction words that counts as an echo."""
-    question_copy_min_words: ClassVar[int] = 8
-    """Length of the shortest verbatim run of question words that counts as copied."""
+    copy_min_words: ClassVar[int] = 8
+    """Length of the shortest verbatim run of words that counts as copied (from the question or the reference)."""
     repeated_line_min_words: ClassVar[int] = 4
     """Shortest line that counts for ``"repeated_line"`` (short lines like "So:" may recur)."""
 
@@ -1324,15 +1368,18 @@ class Verifier(abc.ABC):
         meta_phrases: Sequence[str] | None = None,
         max_question_copy: float | None = 0.5,
         reject_repeated_lines: bool = True,
+        max_reference_copy: float | None = None,
     ) -> None:
         if isinstance(meta_phrases, str):
             raise TypeError("meta_phrases must be a sequence of phrases, not a single string")
-        if max_question_copy is not None and not 0 <= max_question_copy <= 1:
-            raise ValueError(f"max_question_copy must be in [0, 1] or None, got {max_question_copy}")
+        for option, value in (("max_question_copy", max_question_copy), ("max_reference_copy", max_reference_copy)):
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"{option} must be in [0, 1] or None, got {value}")
         self.strict = bool(strict)
         self.meta_phrases: tuple[str, ...] | None = None if meta_phrases is None else tuple(meta_phrases)
         self.max_question_copy = None if max_question_copy is None else float(max_question_copy)
         self.reject_repeated_lines = bool(reject_repeated_lines)
+        self.max_reference_copy = None if max_reference_copy is None else float(max_reference_copy)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -1388,15 +1435,24 @@ class Verifier(abc.ABC):
             if echo is not None:
                 return _fail("echoes_instruction", text, f"the text repeats the instruction ({echo!r})")
         if self.max_question_copy is not None and question:
-            copied, _ = _shared_runs(question, text, self.question_copy_min_words)
+            copied, _ = _shared_runs(question, text, self.copy_min_words)
             allowed = self.max_question_copy
             if isinstance(reference, str):
-                allowed = max(allowed, _shared_runs(question, reference, self.question_copy_min_words)[0])
+                allowed = max(allowed, _shared_runs(question, reference, self.copy_min_words)[0])
             if copied > allowed:
                 return _fail(
                     "restates_question",
                     text,
                     f"{copied:.0%} of the question's words are copied verbatim, at most {allowed:.0%} allowed",
+                )
+        if self.max_reference_copy is not None and isinstance(reference, str):
+            copied, _ = _shared_runs(_strip_annotations(reference), text, self.copy_min_words)
+            if copied > self.max_reference_copy:
+                return _fail(
+                    "copies_reference",
+                    text,
+                    f"{copied:.0%} of the expert answer's words are copied verbatim, at most "
+                    f"{self.max_reference_copy:.0%} allowed",
                 )
         if self.reject_repeated_lines:
             line = _repeated_line(text, self.repeated_line_min_words)
@@ -1457,6 +1513,7 @@ class Verifier(abc.ABC):
             "meta_phrases": None if self.meta_phrases is None else list(self.meta_phrases),
             "max_question_copy": self.max_question_copy,
             "reject_repeated_lines": self.reject_repeated_lines,
+            "max_reference_copy": self.max_reference_copy,
         }
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -1573,7 +1630,7 @@ class MathVerifier(Verifier):
             nothing.
         min_length_ratio: Minimum word count relative to the expert answer (annotations removed;
             unless ``max_question_copy`` is None, words copied from the question in runs of
-            ``question_copy_min_words`` or more do not count, for the candidate or the expert
+            ``copy_min_words`` or more do not count, for the candidate or the expert
             answer). ``0`` disables the check.
         min_intermediate_recall: When set, the minimum fraction of the expert's intermediate results
             (right sides of its equations) that must appear as numbers in the candidate.
@@ -1581,7 +1638,7 @@ class MathVerifier(Verifier):
             written on two lines, unless the expert answer repeats it too (a rewriter that repeats
             its last step gets a longer, cheaper target without more reasoning).
         **gate_options: The generic checks' options (``meta_phrases``, ``max_question_copy``,
-            ``reject_repeated_lines``; see :class:`Verifier`).
+            ``reject_repeated_lines``, ``max_reference_copy``; see :class:`Verifier`).
 
     Example:
         ```python
@@ -1729,7 +1786,7 @@ class MathVerifier(Verifier):
         """Words of ``text`` (annotations removed) not copied verbatim from the question."""
         words = _word_count(text)
         if question and self.max_question_copy is not None:
-            words -= _shared_runs(question, _strip_annotations(text), self.question_copy_min_words)[1]
+            words -= _shared_runs(question, _strip_annotations(text), self.copy_min_words)[1]
         return words
 
     @staticmethod
@@ -1774,7 +1831,7 @@ class ChoiceVerifier(Verifier):
     Args:
         letters: The allowed option letters (upper case).
         **gate_options: The generic checks' options (``strict``, ``meta_phrases``,
-            ``max_question_copy``, ``reject_repeated_lines``; see :class:`Verifier`).
+            ``max_question_copy``, ``reject_repeated_lines``, ``max_reference_copy``; see :class:`Verifier`).
 
     Example:
         ```python
@@ -1889,8 +1946,8 @@ class ExactMatchVerifier(Verifier):
     removed, whitespace collapsed.
 
     Args:
-        strict, meta_phrases, max_question_copy, reject_repeated_lines: The generic checks' options
-            (see :class:`Verifier`).
+        strict, meta_phrases, max_question_copy, reject_repeated_lines, max_reference_copy: The
+            generic checks' options (see :class:`Verifier`).
 
     Example:
         ```python
@@ -1935,7 +1992,7 @@ class RegexVerifier(Verifier):
         pattern: The regular expression.
         flags: ``re`` flags as an int (e.g. ``re.IGNORECASE``).
         **gate_options: The generic checks' options (``strict``, ``meta_phrases``,
-            ``max_question_copy``, ``reject_repeated_lines``; see :class:`Verifier`).
+            ``max_question_copy``, ``reject_repeated_lines``, ``max_reference_copy``; see :class:`Verifier`).
 
     Example:
         ```python
@@ -2013,7 +2070,7 @@ class CallableVerifier(Verifier):
     Args:
         fn: The function, or its import path ``"module:qualname"``.
         **gate_options: The generic checks' options (``strict``, ``meta_phrases``,
-            ``max_question_copy``, ``reject_repeated_lines``; see :class:`Verifier`).
+            ``max_question_copy``, ``reject_repeated_lines``, ``max_reference_copy``; see :class:`Verifier`).
 
     Example:
         ```python

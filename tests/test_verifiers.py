@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from hf_patchdist.verifiers import (
+    GRPO_GATE,
     VERIFIERS,
     CallableVerifier,
     ChoiceVerifier,
@@ -256,6 +257,14 @@ def test_wrong_equation_on_the_way_to_the_right_answer_fails():
         ("cupcakes for his 25 classmates + his 1 teacher + 1 himself = 27 people", True),
         ("She needs to buy 4 packs of 10 cupcakes x 10 = 40 cupcakes", True),
         ("Algebra 2y + 3 = 11", True),
+        # A line that is only "result = expression" is read backwards; a number used as a label is not.
+        ("14 = 14 * 105 + 840", False),
+        ("72 = 48 + 25", False),
+        ("72 = 48 + 24", True),
+        ("72 = 48 + 24.", True),
+        ("Day 2 = 5 * 3 = 15", True),
+        ("2 = 5 * 3 = 15", True),
+        ("Week 2 = 5 * 3 dollars", True),
     ],
 )
 def test_equations_are_checked(line, holds):
@@ -396,6 +405,21 @@ def test_a_rewrite_may_copy_as_much_of_the_question_as_the_expert_answer():
     assert verifier(row["answer"], NATALIA["answer"].replace("72", "16"), question=row["question"]).reason == (
         "restates_question"
     )
+
+
+def test_a_copy_of_the_expert_answer_fails_only_where_asked():
+    # The expert answer without its <<...>> annotations, word for word: a correct answer, so the
+    # default gate keeps it, but it is no rewrite, which the GRPO gate must see.
+    copy = "Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 72 clips altogether in April and May.\n#### 72"
+    assert MathVerifier()(copy, NATALIA["answer"], question=NATALIA["question"]).passed
+    result = MathVerifier(max_reference_copy=0.9)(copy, NATALIA["answer"], question=NATALIA["question"])
+    assert result.reason == "copies_reference", (result.reason, result.detail)
+    assert "100% of the expert answer" in result.detail
+    # Keeping one of the expert's lines is fine; a rewrite in other words passes.
+    one_line = "In May she sold half of 48, which is 48/2 = 24 clips.\nNatalia sold 48+24 = 72 clips altogether in April and May.\n#### 72"
+    assert MathVerifier(max_reference_copy=0.9)(one_line, NATALIA["answer"], question=NATALIA["question"]).passed
+    assert MathVerifier(max_reference_copy=0.9)(NATALIA_REWRITE, NATALIA["answer"], question=NATALIA["question"]).passed
+    assert get_verifier(GRPO_GATE)(copy, NATALIA["answer"], question=NATALIA["question"]).reason == "copies_reference"
 
 
 def test_copied_question_words_do_not_count_towards_the_length():
@@ -991,6 +1015,7 @@ def test_custom_verifier_registers_itself():
         {"min_intermediate_recall": 1.5},
         {"meta_phrases": "rewrite"},
         {"max_question_copy": 1.5},
+        {"max_reference_copy": -0.1},
     ],
 )
 def test_invalid_math_options(kwargs):

@@ -9,6 +9,7 @@ from trl import GRPOConfig
 
 from ..models import apply_hardware_precision
 from ..rewriter import DEFAULT_PROMPT_TEMPLATE
+from ..verifiers import GRPO_GATE
 
 
 @dataclass
@@ -37,10 +38,13 @@ class RewriterTrainingConfig(GRPOConfig):
             Weight of the QA-style alignment reward r_dist in ``r_task * (1 + lambda_dist * r_dist + lambda_div * r_div)``.
         lambda_div (`float`, defaults to `0.5`):
             Weight of the diversity reward r_div.
-        verifier (`dict` or `str`, defaults to `{"name": "math", "strict": True}`):
+        verifier (`dict` or `str`, defaults to `{"name": "math", "strict": True, "max_reference_copy": 0.9}`):
             The task-consistency gate (a name or ``Verifier.to_dict()``). The GRPO gate is strict: text after
             the final-answer line fails rather than being trimmed, since trimmed tokens would still be trained
-            on. The deterministic reasoning checks stay on unless you switch them off in the verifier options.
+            on. It also fails a candidate that copies more than 90% of the expert answer verbatim: that copy
+            always passes the gate, so without the check GRPO converges on it (a 30-step retraining of the
+            GSM8K rewriter did: 110 of its 169 accepted rewrites were the expert answer word for word). The
+            deterministic reasoning checks stay on unless you switch them off in the verifier options.
         judge_model (`str` or `None`, defaults to `None`):
             Adds the LLM judge of the paper to the gate. ``"pi0"`` judges with the backbone itself (adapter
             disabled); any other value names a separate judge model. ``None`` disables the judge.
@@ -84,7 +88,7 @@ class RewriterTrainingConfig(GRPOConfig):
 
     lambda_dist: float = field(default=0.35, metadata={"help": "Weight of r_dist."})
     lambda_div: float = field(default=0.5, metadata={"help": "Weight of r_div."})
-    verifier: Any = field(default_factory=lambda: {"name": "math", "strict": True}, metadata={"help": "The gate."})
+    verifier: Any = field(default_factory=lambda: dict(GRPO_GATE), metadata={"help": "The gate."})
     judge_model: str | None = field(default=None, metadata={"help": "'pi0' or a judge model; None: no judge."})
     judge_threshold: float = field(default=0.5, metadata={"help": "Judge acceptance threshold."})
     prompt_template: str = field(default=DEFAULT_PROMPT_TEMPLATE, metadata={"help": "Rewriting prompt template."})
