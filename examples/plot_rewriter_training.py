@@ -35,7 +35,13 @@ def main(log_path: str, png_path: str) -> None:
         "mean total reward": [r["reward"] for r in rows],
         "mean completion length (tokens)": [r["completions/mean_length"] for r in rows],
     }
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    # Logs written since PatchReward logs patch/rejected/<reason>: a fourth panel shows which gate
+    # checks the rewrites fail, where a reward hack appears first (a reason that climbs).
+    prefix = "patch/rejected/"
+    reasons = sorted({key[len(prefix) :] for r in rows for key in r if key.startswith(prefix)})
+    totals = {reason: sum(r.get(prefix + reason, 0.0) for r in rows) for reason in reasons}
+    top = sorted(reasons, key=totals.__getitem__, reverse=True)[:6]
+    fig, axes = plt.subplots(1, 4 if top else 3, figsize=(17 if top else 13, 3.6))
     for axis, (name, values) in zip(axes, series.items()):
         axis.plot(steps, values, "o", alpha=0.35, label="per step")
         axis.plot(steps, moving_average(values), "-", label="moving mean (5 steps)")
@@ -43,6 +49,14 @@ def main(log_path: str, png_path: str) -> None:
         axis.set_xlabel("GRPO step")
         axis.grid(alpha=0.3)
     axes[0].legend(loc="upper left", fontsize=8)
+    if top:
+        axis = axes[3]
+        for reason in top:
+            axis.plot(steps, moving_average([r.get(prefix + reason, 0.0) for r in rows]), "-", label=reason)
+        axis.set_title("rejected, by reason (moving mean)")
+        axis.set_xlabel("GRPO step")
+        axis.grid(alpha=0.3)
+        axis.legend(loc="upper right", fontsize=7)
     fig.suptitle("Rewriter GRPO on SmolLM2-135M-Instruct (GSM8K train[1000:], K=4, 2 prompts/step)")
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)

@@ -277,7 +277,10 @@ class PatchReward(_GroupReward):
     Gate, NLL and embedding are computed once per candidate (one pi_0 forward for both scores).
     The components are logged through TRL's ``log_metric`` (not as extra reward functions, which
     would add to the total): ``patch/r_task``, ``patch/r_dist``, ``patch/r_dist_std``,
-    ``patch/r_div``, ``patch/feasible_fraction``, ``patch/reward`` and ``patch/feasible_nll``.
+    ``patch/r_div``, ``patch/feasible_fraction``, ``patch/reward`` and ``patch/feasible_nll``, and
+    ``patch/rejected/<reason>``, the fraction of candidates the gate rejected for each reason seen so
+    far (0 in a step without it, so that averages over steps stay fractions). A reason that climbs
+    while the feasible fraction stays flat is the policy trying a cheap way through the gate.
 
     Args:
         verifier: The gate (default: :data:`~hf_patchdist.verifiers.GRPO_GATE`, the strict math verifier).
@@ -303,6 +306,7 @@ class PatchReward(_GroupReward):
         super().__init__(verifier, **kwargs)
         self.lambda_dist = lambda_dist
         self.lambda_div = lambda_div
+        self._rejection_reasons: set[str] = set()
 
     def compute(self, evaluation: CandidateEvaluation, log_metric: Callable[[str, float], None] | None) -> list[float | None]:
         r_dist = alignment_rewards(evaluation.nll, evaluation.feasible, evaluation.groups, self.eps)
@@ -324,5 +328,8 @@ class PatchReward(_GroupReward):
                 log_metric("patch/r_dist_std", math.sqrt(sum((d - mean_dist) ** 2 for d in dist) / len(dist)))
                 log_metric("patch/r_div", sum(r_div[i] for i in feasible) / len(feasible))
                 log_metric("patch/feasible_nll", sum(float(evaluation.nll[i]) for i in feasible) / len(feasible))
+            self._rejection_reasons.update(reason for reason in evaluation.reasons if reason)
+            for reason in sorted(self._rejection_reasons):
+                log_metric(f"patch/rejected/{reason}", evaluation.reasons.count(reason) / count if count else 0.0)
         self.last_components = {"r_task": [float(ok) for ok in evaluation.feasible], "r_dist": r_dist, "r_div": r_div, "reasons": evaluation.reasons}
         return totals

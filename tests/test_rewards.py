@@ -102,6 +102,14 @@ def test_patch_reward_matches_the_formula(tiny_model):
     assert r_dist[0] + r_dist[2] == pytest.approx(1.0), "two feasible: z = +-1"
     assert r_div[0] == pytest.approx(r_div[2]) and r_div[0] > 0
     assert logged["patch/feasible_fraction"] == pytest.approx(0.5)
+    rejected = {k.removeprefix("patch/rejected/"): v for k, v in logged.items() if k.startswith("patch/rejected/")}
+    assert sum(rejected.values()) == pytest.approx(0.5) and all(v > 0 for v in rejected.values())
+
+    # A later call without those rejections logs them as 0, not as missing.
+    logged.clear()
+    reward(prompts=["p"] * 2, completions=[GOOD_REWRITES[72]] * 2, log_metric=lambda k, v: logged.__setitem__(k, v), **_columns(1, 2))
+    assert {k.removeprefix("patch/rejected/") for k in logged if k.startswith("patch/rejected/")} == set(rejected)
+    assert all(logged[f"patch/rejected/{reason}"] == 0.0 for reason in rejected)
 
 
 def test_conversational_completions_and_completion_ids(tiny_model):
