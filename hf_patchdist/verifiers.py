@@ -1039,12 +1039,12 @@ def _equations_in_line(line: str) -> Iterator[_Equation]:
             if _is_range(left):
                 continue
             lhs = _Parser(left).parse()
-            if lhs is not None and not _has_operator(lhs):
-                reversed_equation = _reversed_equation(line, tokens, run_start, left, right, lhs, eq_positions)
+            if lhs is None:
+                continue
+            if not _has_operator(lhs):
+                reversed_equation = _reversed_equation(line, run_start, left, right, lhs) if len(eq_positions) == 1 else None
                 if reversed_equation is not None:
                     yield reversed_equation
-                continue
-            if lhs is None:
                 continue
             options: list[tuple[tuple, str]] = []
             full = _Parser(right).parse()
@@ -1065,22 +1065,16 @@ def _equations_in_line(line: str) -> Iterator[_Equation]:
 
 
 def _reversed_equation(
-    line: str,
-    tokens: Sequence[_Tok],
-    run_start: int,
-    left: Sequence[_Tok],
-    right: Sequence[_Tok],
-    result: tuple,
-    eq_positions: Sequence[int],
+    line: str, run_start: int, left: Sequence[_Tok], right: Sequence[_Tok], result: tuple
 ) -> _Equation | None:
-    """``r = a op b`` read as ``a op b = r``, only where the line is nothing else.
+    """``r = a op b`` (the run's only "=") read as ``a op b = r``, only where the line is nothing else.
 
     A number before "=" is usually a label or a running result ("Day 2 = 5 * 3 = 15"), so the
-    reversed reading is taken only for a line that holds exactly one "=", a bare number on its left
+    reversed reading is taken only for a line that holds a bare number on the left of its one "="
     and an expression on its right: the shape of "14 = 14 * 105 + 840", which otherwise passed the
     equation check unread.
     """
-    if len(eq_positions) != 1 or line[:run_start].strip() or line[right[-1].end :].strip(" .") or tokens[0] is not left[0]:
+    if line[:run_start].strip() or line[right[-1].end :].strip(" ."):
         return None
     if len(left) != 1 or left[0].kind != "num" or right[0].kind == "op":
         return None
