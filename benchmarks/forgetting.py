@@ -387,12 +387,12 @@ class ForgettingBenchmark:
         kwargs = self._sft_config_kwargs(run_dir, budget, seed, "dft" if method == "dft" else "nll")
         info: dict[str, Any] = {}
         if method.endswith("_patch"):
-            from hf_patchdist.trainers import DistributionPatchTrainer, PatchSFTConfig
+            from hf_patchdist.trainers import DistributionPatchTrainer, DistributionPatchConfig
 
             rewriter = self._rewriter(method)
             start = time.time()
             trainer = DistributionPatchTrainer(
-                model=model, args=PatchSFTConfig(**kwargs), train_dataset=dataset, processing_class=tokenizer, rewriter=rewriter
+                model=model, args=DistributionPatchConfig(**kwargs), train_dataset=dataset, processing_class=tokenizer, rewriter=rewriter
             )
             self.rates["rewrite_row"] = (time.time() - start) / max(len(dataset), 1)
             stats = trainer.patch_statistics

@@ -36,11 +36,11 @@ def run_one(mode: str, args: argparse.Namespace) -> dict:
 
     from datasets import load_dataset
 
-    from hf_patchdist import PatchReward, RewriterTrainer, RewriterTrainingConfig
+    from hf_patchdist import PatchReward, RewriterTrainer, RewriterGRPOConfig
 
     dataset = load_dataset("json", data_files=args.data, split="train[1000:1016]")
     with tempfile.TemporaryDirectory() as output:
-        config = RewriterTrainingConfig(
+        config = RewriterGRPOConfig(
             output,
             max_steps=args.steps,
             per_device_train_batch_size=4,

@@ -64,9 +64,9 @@ class GenerateCounter:
 
 
 def construct(args: argparse.Namespace, model, tokenizer, dataset, output_dir: str):
-    from hf_patchdist.trainers import DistributionPatchTrainer, PatchSFTConfig
+    from hf_patchdist.trainers import DistributionPatchTrainer, DistributionPatchConfig
 
-    config = PatchSFTConfig(
+    config = DistributionPatchConfig(
         output_dir=output_dir,
         report_to="none",
         save_strategy="no",

@@ -21,7 +21,7 @@ from pathlib import Path
 from datasets import load_dataset
 
 from hf_patchdist.rewriter import Rewriter
-from hf_patchdist.statistics import PatchStatistics
+from hf_patchdist.patch_statistics import PatchStatistics
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,7 +23,7 @@ from datasets import load_dataset
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
-from hf_patchdist import RewriterTrainer, RewriterTrainingConfig
+from hf_patchdist import RewriterTrainer, RewriterGRPOConfig
 
 
 class JsonlLogCallback(TrainerCallback):
@@ -91,7 +91,7 @@ def main() -> None:
     dataset = dataset.shuffle(seed=args.seed)
 
     output = Path(args.output)
-    config = RewriterTrainingConfig(
+    config = RewriterGRPOConfig(
         str(output),
         max_steps=args.max_steps,
         per_device_train_batch_size=args.prompts_per_step * args.num_generations,

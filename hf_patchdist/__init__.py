@@ -2,27 +2,126 @@
 
 Implements "Patch the Distribution Mismatch: RL Rewriting Agent for Stable Off-Policy SFT"
 (arXiv 2602.11220) on the Hugging Face stack.
+
+The names below are imported on first use, as transformers and TRL do: ``import hf_patchdist`` loads
+neither torch, transformers, datasets nor TRL, and a trainer brings TRL in only when it is used.
 """
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import TYPE_CHECKING, Any
+
 
 __version__ = "0.1.0"
 
-from .formats import DatasetFormat, FormatSpec, detect_format
-from .generation import GenerationBackend, GenerationSettings, StaticBackend, TransformersBackend, VLLMBackend
-from .models import DEFAULT_MODEL, load_model_and_tokenizer, resolve_model_path
-from .rewriter import PATCH_COLUMNS, Rewriter, RewriterConfig
-from .hub import push_patched_dataset
-from .judge import LLMJudge
-from .rewards import DiversityReward, PatchReward, QAStyleAlignmentReward, TaskConsistencyReward
-from .scoring import QAScorer
-from .statistics import PatchStatistics
-from .trainers import DistributionPatchTrainer, PatchSFTConfig, RewriterTrainer, RewriterTrainingConfig
-from .verifiers import (
-    CallableVerifier,
-    ChoiceVerifier,
-    ExactMatchVerifier,
-    MathVerifier,
-    RegexVerifier,
-    VerificationResult,
-    Verifier,
-    get_verifier,
-)
+# public name -> module (relative to this package) that defines it
+_IMPORT_STRUCTURE: dict[str, list[str]] = {
+    "formats": ["DatasetFormat", "FormatSpec", "detect_format"],
+    "generation": ["GenerationBackend", "GenerationSettings", "StaticBackend", "TransformersBackend", "VLLMBackend"],
+    "models": ["DEFAULT_MODEL", "load_model_and_tokenizer", "resolve_model_path"],
+    "rewriter": ["PATCH_COLUMNS", "PatchResult", "Rewriter", "RewriterConfig"],
+    "hub": ["push_patched_dataset", "push_rewriter"],
+    "judge": ["LLMJudge"],
+    "rewards": ["DiversityReward", "PatchReward", "QAStyleAlignmentReward", "TaskConsistencyReward"],
+    "scoring": ["QAScorer"],
+    "patch_statistics": ["PatchStatistics"],
+    "trainers": ["DistributionPatchConfig", "DistributionPatchTrainer", "RewriterGRPOConfig", "RewriterTrainer"],
+    "verifiers": [
+        "CallableVerifier",
+        "ChoiceVerifier",
+        "ExactMatchVerifier",
+        "MathVerifier",
+        "RegexVerifier",
+        "VerificationResult",
+        "Verifier",
+        "get_verifier",
+    ],
+}
+_NAME_TO_MODULE = {name: module for module, names in _IMPORT_STRUCTURE.items() for name in names}
+# Names of the 0.1 release, kept for one release.
+_DEPRECATED = {"PatchSFTConfig": "DistributionPatchConfig", "RewriterTrainingConfig": "RewriterGRPOConfig"}
+
+__all__ = [
+    "__version__",
+    "CallableVerifier",
+    "ChoiceVerifier",
+    "DEFAULT_MODEL",
+    "DatasetFormat",
+    "DistributionPatchConfig",
+    "DistributionPatchTrainer",
+    "DiversityReward",
+    "ExactMatchVerifier",
+    "FormatSpec",
+    "GenerationBackend",
+    "GenerationSettings",
+    "LLMJudge",
+    "MathVerifier",
+    "PATCH_COLUMNS",
+    "PatchResult",
+    "PatchReward",
+    "PatchStatistics",
+    "QAScorer",
+    "QAStyleAlignmentReward",
+    "RegexVerifier",
+    "Rewriter",
+    "RewriterConfig",
+    "RewriterGRPOConfig",
+    "RewriterTrainer",
+    "StaticBackend",
+    "TaskConsistencyReward",
+    "TransformersBackend",
+    "VLLMBackend",
+    "VerificationResult",
+    "Verifier",
+    "detect_format",
+    "get_verifier",
+    "load_model_and_tokenizer",
+    "push_patched_dataset",
+    "push_rewriter",
+    "resolve_model_path",
+]
+
+if TYPE_CHECKING:
+    from .formats import DatasetFormat, FormatSpec, detect_format
+    from .generation import GenerationBackend, GenerationSettings, StaticBackend, TransformersBackend, VLLMBackend
+    from .hub import push_patched_dataset, push_rewriter
+    from .judge import LLMJudge
+    from .models import DEFAULT_MODEL, load_model_and_tokenizer, resolve_model_path
+    from .patch_statistics import PatchStatistics
+    from .rewards import DiversityReward, PatchReward, QAStyleAlignmentReward, TaskConsistencyReward
+    from .rewriter import PATCH_COLUMNS, PatchResult, Rewriter, RewriterConfig
+    from .scoring import QAScorer
+    from .trainers import DistributionPatchConfig, DistributionPatchTrainer, RewriterGRPOConfig, RewriterTrainer
+    from .verifiers import (
+        CallableVerifier,
+        ChoiceVerifier,
+        ExactMatchVerifier,
+        MathVerifier,
+        RegexVerifier,
+        VerificationResult,
+        Verifier,
+        get_verifier,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        new = _DEPRECATED[name]
+        warnings.warn(
+            f"`{name}` is deprecated and will be removed in the next release; use `{new}` (same class).",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return __getattr__(new)
+    module = _NAME_TO_MODULE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next access costs nothing
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

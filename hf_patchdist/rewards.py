@@ -118,7 +118,7 @@ class CandidateEvaluation:
     embeddings: torch.Tensor | None
 
 
-class _GroupReward:
+class GroupReward:
     """Shared machinery: gate every candidate, score the feasible ones under pi_0 in one pass."""
 
     reward_name = "group_reward"
@@ -216,7 +216,7 @@ class _GroupReward:
         raise NotImplementedError
 
 
-class TaskConsistencyReward(_GroupReward):
+class TaskConsistencyReward(GroupReward):
     """r_task: 1 when the rewrite passes the task-consistency gate, else 0.
 
     Args:
@@ -238,7 +238,7 @@ class TaskConsistencyReward(_GroupReward):
         return [1.0 if ok else 0.0 for ok in evaluation.feasible]
 
 
-class QAStyleAlignmentReward(_GroupReward):
+class QAStyleAlignmentReward(GroupReward):
     """r_dist: how much more likely pi_0 finds a feasible rewrite than its group's other feasible ones.
 
     ``sigmoid(-z)`` of the length-normalised NLL under pi_0 given QA(q), z-normalised over the
@@ -256,7 +256,7 @@ class QAStyleAlignmentReward(_GroupReward):
         return alignment_rewards(evaluation.nll, evaluation.feasible, evaluation.groups, self.eps)
 
 
-class DiversityReward(_GroupReward):
+class DiversityReward(GroupReward):
     """r_div: marginal contribution of a feasible rewrite to its group's mean pairwise cosine distance.
 
     Example:
@@ -271,12 +271,12 @@ class DiversityReward(_GroupReward):
         return diversity_rewards(evaluation.embeddings, evaluation.feasible, evaluation.groups)
 
 
-class PatchReward(_GroupReward):
+class PatchReward(GroupReward):
     """The gated total ``r_task * (1 + lambda_dist * r_dist + lambda_div * r_div)``.
 
     Gate, NLL and embedding are computed once per candidate (one pi_0 forward for both scores).
     The components are logged through TRL's ``log_metric`` (not as extra reward functions, which
-    would add to the total): ``patch/r_task``, ``patch/r_dist``, ``patch/r_dist_std``,
+    would add to the total): ``patch/r_dist``, ``patch/r_dist_std``,
     ``patch/r_div``, ``patch/feasible_fraction``, ``patch/reward`` and ``patch/feasible_nll``, and
     ``patch/rejected/<reason>``, the fraction of candidates the gate rejected for each reason seen so
     far (0 in a step without it, so that averages over steps stay fractions). A reason that climbs
@@ -293,9 +293,9 @@ class PatchReward(_GroupReward):
 
     Example:
         ```python
-        from hf_patchdist import PatchReward, RewriterTrainer, RewriterTrainingConfig
+        from hf_patchdist import PatchReward, RewriterTrainer, RewriterGRPOConfig
 
-        trainer = RewriterTrainer(model="smollm2-135m-instruct", args=RewriterTrainingConfig("out"),
+        trainer = RewriterTrainer(model="smollm2-135m-instruct", args=RewriterGRPOConfig("out"),
                                   train_dataset=gsm8k, reward_funcs=[PatchReward(lambda_dist=0.35, lambda_div=0.5)])
         ```
     """
@@ -318,7 +318,6 @@ class PatchReward(_GroupReward):
         if log_metric is not None:
             feasible = [i for i, ok in enumerate(evaluation.feasible) if ok]
             count = len(evaluation.feasible)
-            log_metric("patch/r_task", len(feasible) / count if count else 0.0)
             log_metric("patch/feasible_fraction", len(feasible) / count if count else 0.0)
             log_metric("patch/reward", sum(totals) / count if count else 0.0)
             if feasible:

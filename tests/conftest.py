@@ -11,7 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 import torch
 
-pytest_plugins = ["hub_server"]
+pytest_plugins = ["fixtures.hub_server"]
 
 GSM8K_ROWS = [
     {

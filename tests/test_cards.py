@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from huggingface_hub import DatasetCard, ModelCard
 
-from hf_patchdist.cards import (
+from hf_patchdist.hub.cards import (
     CARD_BEGIN,
     CARD_END,
     PATCH_COLUMN_DESCRIPTIONS,
@@ -14,7 +14,7 @@ from hf_patchdist.cards import (
     rewriter_record,
 )
 from hf_patchdist.rewriter import PATCH_COLUMNS, RewriterConfig
-from hf_patchdist.statistics import PatchStatistics
+from hf_patchdist.patch_statistics import PatchStatistics
 
 EMBEDDED = dict(base_model="smollm2-135m-instruct", base_model_hub_original="HuggingFaceTB/SmolLM2-135M-Instruct")
 STATS = PatchStatistics(rows=4, rewritten=3, fallback=1, fallback_reasons={"no_reasoning": 1}, acceptance_rate=0.75,

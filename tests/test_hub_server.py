@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hub_server import DUMMY_TOKEN, USER, BlockedNetworkError, HubServer, hub_server_env
+from fixtures.hub_server import DUMMY_TOKEN, USER, BlockedNetworkError, HubServer, hub_server_env
 
 REPO = f"{USER}/rewriter"
 

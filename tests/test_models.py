@@ -50,7 +50,7 @@ def test_missing_package_is_explained(monkeypatch):
 
 
 @pytest.mark.parametrize("native_bf16", [True, False])
-@pytest.mark.parametrize("config_class", ["RewriterTrainingConfig", "PatchSFTConfig"])
+@pytest.mark.parametrize("config_class", ["RewriterGRPOConfig", "DistributionPatchConfig"])
 def test_trainer_configs_default_to_the_precision_the_cpu_runs_natively(monkeypatch, tmp_path, native_bf16, config_class):
     import hf_patchdist
 

@@ -17,7 +17,7 @@ from conftest import FORMATS, GOOD_REWRITES, GSM8K_ROWS, good_rewrite_for, make_
 from hf_patchdist.formats import detect_dataset_format, read_example
 from hf_patchdist.generation import GeneratedText, StaticBackend, TransformersBackend
 from hf_patchdist.rewriter import PATCH_COLUMNS, Rewriter
-from hf_patchdist.trainers import DistributionPatchTrainer, PatchSFTConfig
+from hf_patchdist.trainers import DistributionPatchTrainer, DistributionPatchConfig
 
 REPO = Path(__file__).resolve().parents[1]
 ORIGINALS = [row["answer"] for row in GSM8K_ROWS]
@@ -195,7 +195,7 @@ def test_formatting_func_sees_the_patched_plain_rows(tiny_model, tmp_path):
 # ---------------------------------------------------------------------- the cache
 def build(tmp_path, rewriter, dataset=None, model=None, tokenizer=None, **config):
     return DistributionPatchTrainer(
-        model=model, args=sft_config(tmp_path, cls=PatchSFTConfig, **config), train_dataset=dataset if dataset is not None else make_dataset("plain"),
+        model=model, args=sft_config(tmp_path, cls=DistributionPatchConfig, **config), train_dataset=dataset if dataset is not None else make_dataset("plain"),
         processing_class=tokenizer, rewriter=rewriter,
     )
 
@@ -452,7 +452,7 @@ def test_a_rewriter_folder_without_config_fails_at_construction(tiny_model, tmp_
     with pytest.raises(TypeError, match="must be a hf_patchdist.Rewriter"):
         build(tmp_path, 42, model=model, tokenizer=tokenizer)
     with pytest.raises(ValueError, match="patch_batch_size"):
-        PatchSFTConfig(output_dir=str(tmp_path / "out"), patch_batch_size=0, bf16=False)
+        DistributionPatchConfig(output_dir=str(tmp_path / "out"), patch_batch_size=0, bf16=False)
     assert_nothing_trained(tmp_path)
 
 
@@ -481,8 +481,9 @@ def test_patch_statistics_are_logged_once(tiny_model, tmp_path):
 
 
 def test_model_card_links_the_hub_rewriter_and_holds_the_statistics(hub_env, tiny_model, tiny_model_dir, tmp_path, monkeypatch):
+    import huggingface_hub
+    from fixtures.hub_server import USER
     from huggingface_hub import HfApi, ModelCard
-    from hub_server import USER
 
     model, tokenizer = tiny_model
     repo_id = f"{USER}/gsm8k-rewriter"
@@ -502,7 +503,8 @@ def test_model_card_links_the_hub_rewriter_and_holds_the_statistics(hub_env, tin
     assert "hf-patchdist" in card.data.tags and "sft" in card.data.tags
     text = card.text
     assert text.count("## Distribution patch (hf-patchdist)") == 1
-    assert f"[{repo_id}](https://huggingface.co/{repo_id})" in text
+    # Links follow HF_ENDPOINT, as the Hub cards do (here: the loopback Hub the rewriter came from).
+    assert f"[{repo_id}]({huggingface_hub.constants.ENDPOINT}/{repo_id})" in text
     assert "https://huggingface.co/papers/2602.11220" in text
     assert "| rewritten | 1 (25.0%) |" in text and "| fallback | 3 |" in text
     assert "| fallback: wrong_final_answer | 3 |" in text

@@ -7,7 +7,7 @@ from conftest import FORMATS, GOOD_REWRITES, GSM8K_ROWS, good_rewrite_for, make_
 from hf_patchdist.formats import detect_dataset_format, read_example
 from hf_patchdist.generation import StaticBackend
 from hf_patchdist.rewriter import PATCH_COLUMNS, REWRITER_CONFIG_NAME, Rewriter, RewriterConfig
-from hf_patchdist.statistics import PatchStatistics
+from hf_patchdist.patch_statistics import PatchStatistics
 
 
 def make_rewriter(tiny_model, responses, **kwargs):

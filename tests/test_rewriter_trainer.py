@@ -10,7 +10,7 @@ from conftest import GOOD_REWRITES, GSM8K_ROWS, good_rewrite_for, make_dataset
 
 from hf_patchdist.generation import StaticBackend
 from hf_patchdist.rewriter import REWRITER_CONFIG_NAME, Rewriter
-from hf_patchdist.trainers.rewriter_config import RewriterTrainingConfig
+from hf_patchdist.trainers.rewriter_grpo_config import RewriterGRPOConfig
 from hf_patchdist.trainers.rewriter_trainer import RewriterTrainer, check_group_placement
 
 
@@ -20,11 +20,11 @@ def tiny_args(output_dir, **overrides):
         report_to="none", bf16=False, use_cpu=True, save_strategy="no", gradient_checkpointing=False, seed=0,
     )
     settings.update(overrides)
-    return RewriterTrainingConfig(str(output_dir), **settings)
+    return RewriterGRPOConfig(str(output_dir), **settings)
 
 
 def test_defaults_follow_the_paper(tmp_path):
-    args = RewriterTrainingConfig(str(tmp_path), use_cpu=True)
+    args = RewriterGRPOConfig(str(tmp_path), use_cpu=True)
     assert (args.beta, args.learning_rate, args.lambda_dist, args.lambda_div) == (0.001, 3e-6, 0.35, 0.5)
     assert (args.lora_r, args.lora_alpha, args.lora_target_modules) == (64, 32, "all-linear")
     assert args.verifier == {"name": "math", "strict": True, "max_reference_copy": 0.9}
@@ -130,7 +130,7 @@ def test_under_accelerate_every_reward_call_sees_whole_groups(tiny_model_dir, tm
 
 
 def test_embedded_alias_is_recorded_with_its_provenance(tmp_path):
-    config = RewriterTrainer._build_rewriter_config(RewriterTrainingConfig(str(tmp_path), use_cpu=True), "smollm2-135m-instruct")
+    config = RewriterTrainer._build_rewriter_config(RewriterGRPOConfig(str(tmp_path), use_cpu=True), "smollm2-135m-instruct")
     assert config.base_model == "smollm2-135m-instruct"
     assert config.base_model_hub_original == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert len(config.base_model_gguf_sha256) == 64

@@ -13,17 +13,17 @@ from trl import GRPOTrainer
 from ..formats import detect_dataset_format, read_example
 from ..judge import LLMJudge
 from ..models import DEFAULT_MODEL, base_model_record, load_model_and_tokenizer
-from ..rewards import PatchReward, _GroupReward
+from ..rewards import GroupReward, PatchReward
 from ..rewriter import Rewriter, RewriterConfig, build_prompt_messages
 from ..scoring import QAScorer
 from ..verifiers import get_verifier
-from .rewriter_config import RewriterTrainingConfig
+from .rewriter_grpo_config import RewriterGRPOConfig
 
 
 logger = logging.getLogger(__name__)
 
 
-def check_group_placement(args: RewriterTrainingConfig) -> None:
+def check_group_placement(args: RewriterGRPOConfig) -> None:
     """Refuse settings under which a prompt's K completions would be scored on different processes.
 
     TRL gives each process ``per_device_train_batch_size * steps_per_generation`` consecutive
@@ -54,7 +54,7 @@ class RewriterTrainer(GRPOTrainer):
 
     Args:
         model: The backbone: the embedded alias (default), a Hub id, a folder, or a loaded model.
-        args: A :class:`RewriterTrainingConfig`.
+        args: A :class:`RewriterGRPOConfig`.
         train_dataset: Questions with expert answers, in any format the Rewriter reads. Rows without a
             usable question/answer are left out, with a warning counting them by reason.
         reward_funcs: Reward callables; default ``[PatchReward(...)]`` from the config's weights and gate.
@@ -65,10 +65,10 @@ class RewriterTrainer(GRPOTrainer):
     Example:
         ```python
         from datasets import load_dataset
-        from hf_patchdist import RewriterTrainer, RewriterTrainingConfig
+        from hf_patchdist import RewriterTrainer, RewriterGRPOConfig
 
         gsm8k = load_dataset("openai/gsm8k", "main", split="train[1000:1400]")
-        args = RewriterTrainingConfig("gsm8k-rewriter", max_steps=40, lora_r=16)
+        args = RewriterGRPOConfig("gsm8k-rewriter", max_steps=40, lora_r=16)
         trainer = RewriterTrainer(model="smollm2-135m-instruct", args=args, train_dataset=gsm8k)
         trainer.train()
         trainer.rewriter.push_to_hub("me/gsm8k-rewriter")
@@ -80,7 +80,7 @@ class RewriterTrainer(GRPOTrainer):
     def __init__(
         self,
         model: Any = None,
-        args: RewriterTrainingConfig | None = None,
+        args: RewriterGRPOConfig | None = None,
         train_dataset: Any = None,
         reward_funcs: Any = None,
         peft_config: Any = None,
@@ -88,9 +88,9 @@ class RewriterTrainer(GRPOTrainer):
         **kwargs: Any,
     ) -> None:
         if args is None:
-            args = RewriterTrainingConfig("rewriter-grpo")
-        if not isinstance(args, RewriterTrainingConfig):
-            raise TypeError(f"args must be a RewriterTrainingConfig, got {type(args).__name__}")
+            args = RewriterGRPOConfig("rewriter-grpo")
+        if not isinstance(args, RewriterGRPOConfig):
+            raise TypeError(f"args must be a RewriterGRPOConfig, got {type(args).__name__}")
         check_group_placement(args)
         if train_dataset is None:
             raise ValueError("RewriterTrainer needs a train_dataset of questions with expert answers.")
@@ -127,7 +127,7 @@ class RewriterTrainer(GRPOTrainer):
         if args.judge_model is not None:
             judge = LLMJudge(None if args.judge_model == "pi0" else args.judge_model, threshold=args.judge_threshold)
         for reward in reward_funcs:
-            if isinstance(reward, _GroupReward) and judge is not None and reward.judge is None:
+            if isinstance(reward, GroupReward) and judge is not None and reward.judge is None:
                 reward.judge = judge
 
         super().__init__(
@@ -147,14 +147,14 @@ class RewriterTrainer(GRPOTrainer):
             scorer = QAScorer(scorer_model, scorer_tokenizer)
         policy = self.accelerator.unwrap_model(self.model)
         for reward in self.reward_funcs:
-            if isinstance(reward, _GroupReward):
+            if isinstance(reward, GroupReward):
                 if scorer is not None and reward.scorer is None:
                     reward.scorer = scorer
                 reward.bind(policy, self.processing_class)
 
     # ------------------------------------------------------------------ data
     @staticmethod
-    def _build_rewriter_config(args: RewriterTrainingConfig, model: Any) -> RewriterConfig:
+    def _build_rewriter_config(args: RewriterGRPOConfig, model: Any) -> RewriterConfig:
         name = None
         if isinstance(model, (str, os.PathLike)):
             name = str(model)
@@ -174,7 +174,7 @@ class RewriterTrainer(GRPOTrainer):
             has_adapter=True,
         )
 
-    def _prepare_dataset(self, dataset: Any, args: RewriterTrainingConfig) -> Any:
+    def _prepare_dataset(self, dataset: Any, args: RewriterGRPOConfig) -> Any:
         spec = detect_dataset_format(dataset, question_column=args.question_column, answer_column=args.answer_column)
         verifier = get_verifier(args.verifier)
         rewriter_config = self.rewriter_config
@@ -230,7 +230,7 @@ class RewriterTrainer(GRPOTrainer):
         logs = [entry for entry in self.state.log_history if "reward" in entry]
         if logs:
             last = logs[-1]
-            keys = ("reward", "patch/r_task", "patch/r_dist", "patch/r_div", "patch/feasible_fraction", "completions/mean_length")
+            keys = ("reward", "patch/r_dist", "patch/r_div", "patch/feasible_fraction", "completions/mean_length")
             summary["final_logs"] = {k: last[k] for k in keys if k in last}
         return summary
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from hf_patchdist.rewards import PatchReward
-from hf_patchdist.trainers.rewriter_config import RewriterTrainingConfig
+from hf_patchdist.trainers.rewriter_grpo_config import RewriterGRPOConfig
 from hf_patchdist.trainers.rewriter_trainer import RewriterTrainer
 
 model_dir, out_dir, per_device, k = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -27,7 +27,7 @@ class RecordingReward(PatchReward):
         return super().__call__(prompts, completions, **kwargs)
 
 
-args = RewriterTrainingConfig(
+args = RewriterGRPOConfig(
     str(out_dir), max_steps=2, per_device_train_batch_size=per_device, num_generations=k, max_completion_length=8,
     lora_r=4, lora_alpha=8, report_to="none", bf16=False, use_cpu=True, save_strategy="no", gradient_checkpointing=False,
     seed=0,

@@ -23,126 +23,26 @@ import os
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .formats import FormatSpec, QAExample, detect_format, read_example, write_answer
-from .generation import GeneratedText, GenerationBackend, GenerationSettings, TransformersBackend
-from .models import DEFAULT_MODEL, base_model_record, load_model_and_tokenizer
-from .scoring import QAScorer, render_qa_prompt
-from .verifiers import Verifier, get_verifier
+from ..formats import FormatSpec, QAExample, detect_format, read_example, write_answer
+from ..generation.base import GeneratedText, GenerationBackend, GenerationSettings
+from ..generation.transformers_backend import TransformersBackend
+from ..models import base_model_record, load_model_and_tokenizer
+from ..scoring import QAScorer, render_qa_prompt
+from ..verifiers import Verifier, get_verifier
+from .cache import PatchResult, patch_with_cache
+from .config import (
+    ADAPTER_WEIGHTS_NAME,
+    RewriterConfig,
+    build_prompt_messages,
+    check_adapter_folder,
+    set_num_candidates,
+)
 
 
 logger = logging.getLogger(__name__)
-
-REWRITER_CONFIG_NAME = "rewriter_config.json"
-ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
-REWRITER_FORMAT_VERSION = 1
-
-PATCH_COLUMNS = ("patch_source", "patch_reason", "patch_nll_original", "patch_nll_kept")
-
-DEFAULT_PROMPT_TEMPLATE = (
-    "Question:\n{question}\n\n"
-    "Reference solution:\n{answer}\n\n"
-    "Solve the question step by step in your own words, using the reference solution as a guide. "
-    "Write every calculation as an equation. "
-    "End with the final answer on its own line, exactly in this form: {final_line}"
-)
-
-_ANNOTATION = re.compile(r"<<[^<>]*>>")
-
-
-@dataclass
-class RewriterConfig:
-    """What ``rewriter_config.json`` holds: everything needed to rebuild a rewriter.
-
-    Attributes:
-        base_model: The base model as given (embedded alias, Hub id or path).
-        base_model_gguf_sha256: For the embedded alias, the sha256 of its GGUF file.
-        base_model_hub_original: For the embedded alias, the Hub id of the original model.
-        prompt_template: Rewriting prompt with ``{question}``, ``{answer}`` and ``{final_line}``
-            (the expert answer's last line, which fixes the final answer's form).
-        system_prompt: Optional system turn before the rewriting prompt.
-        qa_template: None renders QA(q) through the model's chat template; a string such as
-            ``"Problem:\\n{question}\\n\\nAnswer:\\n"`` reproduces the authors' plain prefix.
-        strip_annotations: Remove GSM8K ``<<a*b=c>>`` calculator annotations from the reference
-            shown in the prompt.
-        verifier: The task-consistency gate as ``Verifier.to_dict()``.
-        num_candidates: Candidates generated per example (the best feasible one is kept).
-        generation: Generation settings (``GenerationSettings`` as a dict).
-        lambda_dist: Weight of the distributional-alignment reward (Stage I).
-        lambda_div: Weight of the diversity reward (Stage I).
-        has_adapter: Whether the folder holds a LoRA adapter.
-        training_summary: Statistics of the GRPO run that trained the adapter, if any.
-        format_version: Version of this schema.
-    """
-
-    base_model: str = DEFAULT_MODEL
-    base_model_gguf_sha256: str | None = None
-    base_model_hub_original: str | None = None
-    prompt_template: str = DEFAULT_PROMPT_TEMPLATE
-    system_prompt: str | None = None
-    qa_template: str | None = None
-    strip_annotations: bool = True
-    verifier: dict[str, Any] = field(default_factory=lambda: {"name": "math"})
-    num_candidates: int = 1
-    generation: dict[str, Any] = field(default_factory=lambda: GenerationSettings().to_dict())
-    lambda_dist: float = 0.35
-    lambda_div: float = 0.5
-    has_adapter: bool = False
-    training_summary: dict[str, Any] = field(default_factory=dict)
-    format_version: int = REWRITER_FORMAT_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-
-    def save(self, folder: str | os.PathLike) -> Path:
-        path = Path(folder) / REWRITER_CONFIG_NAME
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json_string())
-        return path
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RewriterConfig:
-        version = int(data.get("format_version", REWRITER_FORMAT_VERSION))
-        if version > REWRITER_FORMAT_VERSION:
-            raise ValueError(
-                f"{REWRITER_CONFIG_NAME} has format_version {version}; this hf-patchdist reads up to "
-                f"{REWRITER_FORMAT_VERSION}. Upgrade hf-patchdist."
-            )
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            logger.warning("Ignoring unknown keys in %s: %s", REWRITER_CONFIG_NAME, unknown)
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    @classmethod
-    def from_folder(cls, folder: str | os.PathLike) -> RewriterConfig:
-        path = Path(folder) / REWRITER_CONFIG_NAME
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{folder} is not a rewriter: it has no {REWRITER_CONFIG_NAME}. A rewriter folder holds "
-                f"{REWRITER_CONFIG_NAME} and, for a trained rewriter, a LoRA adapter ({ADAPTER_WEIGHTS_NAME})."
-            )
-        try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError) as error:
-            raise ValueError(f"{path} is not a valid {REWRITER_CONFIG_NAME}: {error}") from error
-
-
-def strip_calculator_annotations(text: str) -> str:
-    """Remove GSM8K ``<<48/2=24>>`` calculator annotations."""
-    return _ANNOTATION.sub("", text)
-
-
-def final_answer_line(answer: str) -> str:
-    """The expert answer's last non-empty line (``#### 72`` for GSM8K), which fixes the final form."""
-    lines = [line.strip() for line in answer.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 def _file_sha256(path: Path) -> str:
@@ -232,7 +132,7 @@ class Rewriter:
         else:
             self._verifier = get_verifier(config.verifier)
         if num_candidates is not None:
-            _set_num_candidates(config, num_candidates)
+            set_num_candidates(config, num_candidates)
         self.adapter_path = str(adapter) if adapter is not None else None
         config.has_adapter = self.adapter_path is not None or bool(getattr(self._model, "peft_config", None))
         self.config = config
@@ -330,7 +230,7 @@ class Rewriter:
         clone.__dict__.update(self.__dict__)  # not copy.copy: __getstate__ drops a model loaded by name
         if changes["num_candidates"]:
             clone.config = RewriterConfig.from_dict(self.config.to_dict())
-            _set_num_candidates(clone.config, num_candidates)
+            set_num_candidates(clone.config, num_candidates)
         if changes["batch_size"]:
             clone.batch_size = batch_size
             clone._scorer = None  # built with the old batch size
@@ -455,6 +355,36 @@ class Rewriter:
         map_kwargs.setdefault("desc", "Rewriting")
         return dataset.map(self, **map_kwargs)
 
+    def patch_dataset(
+        self,
+        dataset: Any,
+        *,
+        cache_dir: str | os.PathLike | None = None,
+        use_cache: bool = True,
+        desc: str = "Patching the training set",
+    ) -> PatchResult:
+        """Patch a whole data set once: the patched set with its statistics, from the on-disk cache when possible.
+
+        The cache key holds the data set's fingerprint, :meth:`fingerprint` and the patch options, so a
+        second call with the same data and rewriter reads the stored set instead of generating.
+
+        Args:
+            dataset: A ``datasets.Dataset`` in a format this rewriter reads.
+            cache_dir: Cache folder (default ``<datasets cache>/hf_patchdist``).
+            use_cache: Read and write the cache; False always generates and stores nothing.
+            desc: Progress bar description.
+
+        Returns:
+            A :class:`~hf_patchdist.rewriter.cache.PatchResult` (``dataset``, ``statistics``, ``from_cache``...).
+
+        Example:
+            ```python
+            result = Rewriter(question_column="question", answer_column="answer").patch_dataset(gsm8k)
+            print(result.statistics.summary())
+            ```
+        """
+        return patch_with_cache(dataset, self, cache_dir=cache_dir, use_cache=use_cache, desc=desc)
+
     # ------------------------------------------------------------------ identity, save and load
     def fingerprint(self) -> str:
         """A stable hash of everything that decides the rewrites: config, adapter weights, columns."""
@@ -499,7 +429,7 @@ class Rewriter:
         Returns:
             The URL of the commit.
         """
-        from .hub import push_rewriter
+        from ..hub.upload import push_rewriter
 
         return push_rewriter(self, repo_id, private=private, token=token, commit_message=commit_message, revision=revision)
 
@@ -524,7 +454,7 @@ class Rewriter:
             tokenizer: Tokenizer, when ``model`` is a loaded model.
             **kwargs: Passed to :class:`Rewriter` (``num_candidates``, ``question_column``...).
         """
-        from .hub import check_base_model, download_rewriter
+        from ..hub.download import check_base_model, download_rewriter
 
         folder = download_rewriter(rewriter_name_or_path, revision=revision, token=token)
         kwargs.setdefault("token", token)  # a private base model needs the same token
@@ -537,43 +467,6 @@ class Rewriter:
         rewriter = cls(model if model is not None else config.base_model, tokenizer, adapter=adapter, config=config, **kwargs)
         rewriter.source = str(rewriter_name_or_path)
         return rewriter
-
-
-def _set_num_candidates(config: RewriterConfig, num_candidates: int) -> None:
-    if num_candidates < 1:
-        raise ValueError(f"num_candidates must be at least 1, got {num_candidates}")
-    config.num_candidates = num_candidates
-    if num_candidates > 1 and not config.generation.get("do_sample", False):
-        # Several greedy candidates would be identical: sample instead.
-        config.generation = {**config.generation, "do_sample": True}
-
-
-def build_prompt_messages(config: RewriterConfig, example: QAExample) -> list[dict[str, Any]]:
-    """The rewriting prompt as chat messages: optional system turn, the example's context, the request."""
-    answer = example.answer or ""
-    shown = strip_calculator_annotations(answer) if config.strip_annotations else answer
-    text = config.prompt_template.format(
-        question=example.question or "", answer=shown.strip(), final_line=final_answer_line(shown)
-    )
-    messages = [dict(m) for m in example.context]
-    if config.system_prompt:
-        messages = [{"role": "system", "content": config.system_prompt}, *messages]
-    messages.append({"role": "user", "content": text})
-    return messages
-
-
-def check_adapter_folder(folder: str | os.PathLike) -> None:
-    """Refuse an adapter that is not stored as safetensors (pickles can run code when loaded)."""
-    folder = Path(folder)
-    if (folder / ADAPTER_WEIGHTS_NAME).is_file():
-        return
-    pickled = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
-    if pickled:
-        raise ValueError(
-            f"The adapter in {folder} is stored as a pickle ({', '.join(pickled)}); hf-patchdist loads "
-            f"safetensors only, because unpickling can run arbitrary code. Convert it to {ADAPTER_WEIGHTS_NAME}."
-        )
-    raise FileNotFoundError(f"{folder} has no adapter weights ({ADAPTER_WEIGHTS_NAME}).")
 
 
 def _is_batched(target: Any, spec: FormatSpec) -> bool:

@@ -1,76 +1,14 @@
-"""Batched generation backends behind one small interface.
-
-The Rewriter only needs "complete these prompts, n candidates each, stop at the end of the final
-answer line". :class:`TransformersBackend` does that with ``model.generate`` (the default),
-:class:`VLLMBackend` with vLLM when it is installed, and :class:`StaticBackend` returns given texts,
-so tests can drive the whole Generate-Verify-Fallback path deterministically.
-"""
+"""Generation with ``model.generate``: left-padded batches, stopping at the final-answer line."""
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .import_utils import is_vllm_available
-
-
-StopFunction = Callable[[str], "int | None"]
-"""Given the text generated so far, the index where it should end (after the final-answer line), or None."""
-
-
-@dataclass
-class GenerationSettings:
-    """How candidates are generated.
-
-    Attributes:
-        max_new_tokens: Token limit per candidate; a candidate that hits it is marked truncated.
-        do_sample: Sample instead of greedy decoding (needed for several distinct candidates).
-        temperature: Sampling temperature.
-        top_p: Nucleus sampling threshold.
-        batch_size: Prompts per ``generate`` call.
-    """
-
-    max_new_tokens: int = 320
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    batch_size: int = 16
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class GeneratedText:
-    """One generated candidate.
-
-    Attributes:
-        text: The completion (without the prompt and special tokens), cut after the final-answer line.
-        truncated: Whether generation hit ``max_new_tokens`` before ending on its own.
-    """
-
-    text: str
-    truncated: bool = False
-
-
-class GenerationBackend(abc.ABC):
-    """Interface of a generation backend."""
-
-    @abc.abstractmethod
-    def generate(
-        self,
-        prompts: Sequence[str],
-        *,
-        num_candidates: int,
-        settings: GenerationSettings,
-        stop: StopFunction | None = None,
-    ) -> list[list[GeneratedText]]:
-        """Return ``num_candidates`` completions for each prompt (prompts already chat-rendered)."""
+from .base import GeneratedText, GenerationBackend, GenerationSettings, StopFunction
 
 
 class FinalAnswerStoppingCriteria(StoppingCriteria):
@@ -185,98 +123,3 @@ def _eos_token_ids(model: Any, tokenizer: Any) -> torch.Tensor:
         ids = tokenizer.eos_token_id
     ids = ids if isinstance(ids, list) else [ids]
     return torch.tensor([i for i in ids if i is not None], device=next(model.parameters()).device)
-
-
-class VLLMBackend(GenerationBackend):
-    """Generate with vLLM (``pip install hf-patchdist[vllm]``), optionally with a LoRA adapter.
-
-    Args:
-        model: Model folder or Hub id vLLM can load.
-        adapter: Folder of a LoRA adapter to apply, or None.
-        **llm_kwargs: Passed to ``vllm.LLM``.
-    """
-
-    def __init__(self, model: str, adapter: str | None = None, **llm_kwargs: Any) -> None:
-        if not is_vllm_available():
-            raise ImportError("VLLMBackend needs vLLM: pip install 'hf-patchdist[vllm]'")
-        from vllm import LLM
-
-        self.adapter = adapter
-        self.llm = LLM(model=model, enable_lora=adapter is not None, **llm_kwargs)
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        *,
-        num_candidates: int,
-        settings: GenerationSettings,
-        stop: StopFunction | None = None,
-    ) -> list[list[GeneratedText]]:
-        from vllm import SamplingParams
-
-        params = SamplingParams(
-            n=num_candidates,
-            max_tokens=settings.max_new_tokens,
-            temperature=settings.temperature if settings.do_sample else 0.0,
-            top_p=settings.top_p,
-        )
-        lora = None
-        if self.adapter is not None:
-            from vllm.lora.request import LoRARequest
-
-            lora = LoRARequest("rewriter", 1, self.adapter)
-        outputs = self.llm.generate(list(prompts), params, lora_request=lora)
-        return [
-            [GeneratedText(text=o.text, truncated=o.finish_reason == "length") for o in request.outputs]
-            for request in outputs
-        ]
-
-
-class StaticBackend(GenerationBackend):
-    """Return given texts instead of generating: deterministic tests of Generate-Verify-Fallback.
-
-    Args:
-        responses: Either a function ``prompt -> str | list[str]`` or a sequence of texts used in
-            turn (cycling). A text ending in the marker ``"<truncated>"`` is returned as truncated.
-
-    Example:
-        ```python
-        backend = StaticBackend(lambda prompt: "6*12=72 so the answer follows.\\n#### 72")
-        ```
-    """
-
-    TRUNCATED_MARKER = "<truncated>"
-
-    def __init__(self, responses: Callable[[str], str | Sequence[str]] | Sequence[str]) -> None:
-        self.responses = responses
-        self.calls = 0
-        self._position = 0
-
-    def _next(self, prompt: str) -> list[str]:
-        if callable(self.responses):
-            value = self.responses(prompt)
-            return [value] if isinstance(value, str) else list(value)
-        value = self.responses[self._position % len(self.responses)]
-        self._position += 1
-        return [value]
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        *,
-        num_candidates: int,
-        settings: GenerationSettings,
-        stop: StopFunction | None = None,
-    ) -> list[list[GeneratedText]]:
-        self.calls += 1
-        results = []
-        for prompt in prompts:
-            texts: list[str] = []
-            while len(texts) < num_candidates:
-                texts += self._next(prompt)
-            candidates = []
-            for text in texts[:num_candidates]:
-                truncated = text.endswith(self.TRUNCATED_MARKER)
-                candidates.append(GeneratedText(text=text.removesuffix(self.TRUNCATED_MARKER), truncated=truncated))
-            results.append(candidates)
-        return results

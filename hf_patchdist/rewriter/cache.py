@@ -26,14 +26,19 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .rewriter import Rewriter
-from .statistics import PatchStatistics
+from ..patch_statistics import PatchStatistics
+
+
+if TYPE_CHECKING:
+    from .rewriter import Rewriter
 
 
 logger = logging.getLogger(__name__)
 
+# Bump when what a cached entry holds, or how the rewrites it stores are decided, changes: an old entry
+# under the same key would otherwise be reused silently.
 CACHE_FORMAT_VERSION = 1
 PATCH_INFO_NAME = "patch_info.json"
 
@@ -55,12 +60,13 @@ def patch_options(rewriter: Rewriter) -> dict[str, Any]:
     }
 
 
-def patch_cache_key(dataset: Any, rewriter: Rewriter) -> str:
+def patch_cache_key(dataset: Any, rewriter: Rewriter, rewriter_fingerprint: str | None = None) -> str:
     """The cache key of patching ``dataset`` with ``rewriter``: 32 hex characters.
 
     Args:
         dataset: A ``datasets.Dataset``.
         rewriter: The rewriter, with its options already applied.
+        rewriter_fingerprint: ``rewriter.fingerprint()`` when already computed (it hashes the adapter's weights).
     """
     record = {
         "cache_format": CACHE_FORMAT_VERSION,
@@ -71,7 +77,7 @@ def patch_cache_key(dataset: Any, rewriter: Rewriter) -> str:
             "columns": list(dataset.column_names),
             "features": dataset.features.to_dict() if dataset.features is not None else None,
         },
-        "rewriter": rewriter.fingerprint(),
+        "rewriter": rewriter_fingerprint or rewriter.fingerprint(),
         "options": patch_options(rewriter),
     }
     text = json.dumps(record, sort_keys=True, default=str)
@@ -88,19 +94,26 @@ def _package_version() -> str:
 
 @dataclass
 class PatchResult:
-    """What :func:`patch_with_cache` did.
+    """A patched data set and what it took to get it: what :meth:`Rewriter.patch_dataset` returns.
 
     Attributes:
         dataset: The patched data set (input format, plus the provenance columns).
-        key: The cache key.
+        statistics: Its :class:`~hf_patchdist.patch_statistics.PatchStatistics`.
+        key: The cache key ("" when the data set came in already patched).
         path: Folder of the cached copy, or None when the cache was not used.
         from_cache: Whether the data set was read from the cache instead of generated.
     """
 
     dataset: Any
+    statistics: PatchStatistics
     key: str
     path: Path | None
     from_cache: bool
+
+    @classmethod
+    def of(cls, dataset: Any, key: str = "", path: Path | None = None, from_cache: bool = False) -> PatchResult:
+        """A result for ``dataset``, its statistics computed from its provenance columns."""
+        return cls(dataset, PatchStatistics.from_dataset(dataset), key, path, from_cache)
 
 
 def _load(path: Path) -> Any:
@@ -135,7 +148,8 @@ def patch_with_cache(
         result.from_cache, result.dataset["patch_source"][:4]
         ```
     """
-    key = patch_cache_key(dataset, rewriter)
+    fingerprint = rewriter.fingerprint()
+    key = patch_cache_key(dataset, rewriter, fingerprint)
     root = Path(cache_dir) if cache_dir is not None else default_patch_cache_dir()
     path = root / key
     if use_cache and (path / PATCH_INFO_NAME).is_file():
@@ -146,7 +160,7 @@ def patch_with_cache(
             shutil.rmtree(path, ignore_errors=True)
         else:
             logger.info("Loaded the patched training set from the cache %s", path)
-            return PatchResult(patched, key, path, True)
+            return PatchResult.of(patched, key, path, True)
 
     # The key is given to map as its fingerprint, so that datasets does not hash the rewriter (which would pickle
     # a loaded model) and does not write a second cache file next to the source data: we keep our own copy.
@@ -154,8 +168,9 @@ def patch_with_cache(
         dataset, new_fingerprint=key, keep_in_memory=True, load_from_cache_file=False, desc=desc
     )
     if not use_cache:
-        return PatchResult(patched, key, None, False)
+        return PatchResult.of(patched, key)
 
+    statistics = PatchStatistics.from_dataset(patched)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
@@ -165,11 +180,11 @@ def patch_with_cache(
             "cache_format": CACHE_FORMAT_VERSION,
             "dataset_fingerprint": dataset._fingerprint,
             "rows": len(dataset),
-            "rewriter_fingerprint": rewriter.fingerprint(),
+            "rewriter_fingerprint": fingerprint,
             "rewriter_config": rewriter.config.to_dict(),
             "rewriter_source": getattr(rewriter, "source", None),
             "options": patch_options(rewriter),
-            "statistics": PatchStatistics.from_dataset(patched).to_dict(),
+            "statistics": statistics.to_dict(),
         }
         # Written last: its presence marks a complete entry.
         (tmp / PATCH_INFO_NAME).write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
@@ -185,4 +200,4 @@ def patch_with_cache(
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("Stored the patched training set in the cache %s", path)
     # Train on the cached copy, so that a first and a second run see the very same (file-backed) data set.
-    return PatchResult(_load(path), key, path, False)
+    return PatchResult(_load(path), statistics, key, path, False)

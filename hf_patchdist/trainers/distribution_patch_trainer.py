@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -24,10 +23,10 @@ from trl import SFTTrainer
 
 from ..formats import DatasetFormat, FormatSpec, detect_dataset_format, to_prompt_completion
 from ..models import EMBEDDED_MODELS, patchdist_cache_dir, resolve_model_path
-from ..patch_cache import PatchResult, patch_with_cache
-from ..rewriter import PATCH_COLUMNS, Rewriter, RewriterConfig
-from ..statistics import PatchStatistics
-from .patch_sft_config import PatchSFTConfig
+from ..hub.ids import base_model_text, hub_link, is_hub_repo_id
+from ..rewriter import PATCH_COLUMNS, PatchResult, Rewriter
+from ..rewriter.config import PAPER_ID, PAPER_TITLE
+from .distribution_patch_config import DistributionPatchConfig
 
 
 if TYPE_CHECKING:
@@ -36,11 +35,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PAPER_TITLE = "Patch the Distribution Mismatch: RL Rewriting Agent for Stable Off-Policy SFT"
-PAPER_ID = "2602.11220"
 CARD_SECTION_TITLE = "## Distribution patch (hf-patchdist)"
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # (rewriter base model, trained model) pairs already warned about: the warning is shown once per process.
 _WARNED_BACKBONES: set[tuple[str, str]] = set()
 
@@ -53,7 +49,7 @@ class DistributionPatchTrainer(SFTTrainer):
     At construction, `train_dataset` is patched once with Generate-Verify-Fallback: for every example the rewriter
     generates candidates, keeps the feasible one (same final answer, valid reasoning) with the lowest NLL under the
     base model pi_0, or falls back to the expert answer. The patched set is cached on disk (see
-    [`PatchSFTConfig`]), so a second construction with the same data set, rewriter and options, also in a new
+    [`DistributionPatchConfig`]), so a second construction with the same data set, rewriter and options, also in a new
     process, reads it instead of generating. `eval_dataset` is never rewritten. After that the trainer is
     `SFTTrainer`: same arguments, same training.
 
@@ -66,7 +62,7 @@ class DistributionPatchTrainer(SFTTrainer):
     Args:
         model (`str`, `PreTrainedModel` or `PeftModel`):
             As for `SFTTrainer`; the embedded alias `"smollm2-135m-instruct"` is accepted too.
-        args (`PatchSFTConfig`, `SFTConfig` or `TrainingArguments`, *optional*):
+        args (`DistributionPatchConfig`, `SFTConfig` or `TrainingArguments`, *optional*):
             Training configuration. With an `SFTConfig`, the patch options take their defaults.
         data_collator, train_dataset, eval_dataset, processing_class, compute_loss_func, compute_metrics, callbacks,
         optimizers, optimizer_cls_and_kwargs, preprocess_logits_for_metrics, quantization_config, peft_config,
@@ -112,7 +108,7 @@ class DistributionPatchTrainer(SFTTrainer):
     def __init__(
         self,
         model: str | PreTrainedModel | Any,
-        args: PatchSFTConfig | TrainingArguments | None = None,
+        args: DistributionPatchConfig | TrainingArguments | None = None,
         data_collator: Callable | None = None,
         train_dataset: Dataset | None = None,
         eval_dataset: Dataset | Mapping[str, Dataset] | None = None,
@@ -130,7 +126,7 @@ class DistributionPatchTrainer(SFTTrainer):
     ) -> None:
         if args is None:
             name = model if isinstance(model, str) else _config_model_id(model)
-            args = PatchSFTConfig(f"{Path(name or 'model').name}-SFT")
+            args = DistributionPatchConfig(f"{Path(name or 'model').name}-SFT")
         options = _PatchOptions.from_args(args)
 
         # Everything that can be wrong with the input is checked before anything is loaded or generated.
@@ -148,15 +144,13 @@ class DistributionPatchTrainer(SFTTrainer):
             if rewriter is not None:
                 logger.warning("train_dataset already holds the patch columns %s: it is not patched again.", PATCH_COLUMNS)
             resolved = rewriter if isinstance(rewriter, Rewriter) else None
-            result = PatchResult(train_dataset, "", None, False)
+            result = PatchResult.of(train_dataset)
         else:
             resolved = _resolve_rewriter(rewriter, model, processing_class, options, args)
             if rewriter is not None:
                 _warn_if_other_backbone(resolved, model)
             with _main_process_first(args), _eval_mode(model):
-                result = patch_with_cache(
-                    train_dataset, resolved, cache_dir=options.cache_dir, use_cache=options.use_cache
-                )
+                result = resolved.patch_dataset(train_dataset, cache_dir=options.cache_dir, use_cache=options.use_cache)
             # Training must not keep the rewriter's own copy of a model loaded by name in memory.
             resolved = _released(resolved)
 
@@ -164,7 +158,7 @@ class DistributionPatchTrainer(SFTTrainer):
         self.rewriter_description = _describe_rewriter(resolved, rewriter, already_patched)
         self.patch_result = result
         self.patched_dataset = result.dataset
-        self.patch_statistics = PatchStatistics.from_dataset(result.dataset)
+        self.patch_statistics = result.statistics
         self._patch_statistics_logged = False
         logger.info(
             "Patched training set (%s):\n%s",
@@ -254,7 +248,7 @@ class DistributionPatchTrainer(SFTTrainer):
             f"- Rewriter: {self.rewriter_description}",
         ]
         if self.rewriter is not None:
-            lines.append(f"- Rewriter base model: {_model_link(self.rewriter.config)}")
+            lines.append(f"- Rewriter base model: {base_model_text(self.rewriter.config)}")
             lines.append(f"- Rewriter fingerprint: `{self.rewriter.fingerprint()}`")
         lines += [
             f"- Rewritten: {stats.rewritten} of {stats.rows} examples ({stats.acceptance_rate:.1%})",
@@ -471,14 +465,6 @@ def _eval_one(dataset: Any, question_column: str | None, answer_column: str | No
     return _plain_to_prompt_completion(dataset, spec, name)
 
 
-def _model_link(config: RewriterConfig) -> str:
-    hub_id = config.base_model_hub_original or config.base_model
-    if hub_id and _HUB_ID.match(hub_id) and not os.path.exists(hub_id):
-        text = f"[{hub_id}](https://huggingface.co/{hub_id})"
-        return f"{text} (as `{config.base_model}`)" if hub_id != config.base_model else text
-    return f"`{Path(str(config.base_model)).name}`"
-
-
 def _describe_rewriter(rewriter: Rewriter | None, given: Any, already_patched: bool) -> str:
     """One line for the model card: a link to the rewriter when it has a Hub id."""
     if already_patched and rewriter is None:
@@ -486,8 +472,8 @@ def _describe_rewriter(rewriter: Rewriter | None, given: Any, already_patched: b
     source = getattr(rewriter, "source", None) or (str(given) if isinstance(given, (str, os.PathLike)) else None)
     adapter = rewriter is not None and rewriter.config.has_adapter
     kind = "RL-trained rewriter (LoRA adapter)" if adapter else "prompted rewriter (no adapter)"
-    if source and _HUB_ID.match(source) and not os.path.exists(source):
-        return f"[{source}](https://huggingface.co/{source}), a {kind}"
+    if is_hub_repo_id(source):
+        return f"{hub_link(source)}, a {kind}"
     if source:
         return f"`{Path(source).name}` (local folder), a {kind}"
     if given is None:

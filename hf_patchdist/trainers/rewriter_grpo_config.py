@@ -1,4 +1,4 @@
-"""Configuration of Stage I: training the rewriting agent with GRPO."""
+"""Configuration of :class:`~hf_patchdist.trainers.RewriterTrainer` (Stage I: training the rewriting agent with GRPO)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Any
 from trl import GRPOConfig
 
 from ..models import apply_hardware_precision
-from ..rewriter import DEFAULT_PROMPT_TEMPLATE
+from ..rewriter.config import DEFAULT_PROMPT_TEMPLATE
 from ..verifiers import GRPO_GATE
 
 
 @dataclass
-class RewriterTrainingConfig(GRPOConfig):
+class RewriterGRPOConfig(GRPOConfig):
     r"""Configuration for :class:`~hf_patchdist.trainers.RewriterTrainer`, a ``trl.GRPOConfig``.
 
     Every ``GRPOConfig`` argument works as in TRL. The defaults below follow the paper and the

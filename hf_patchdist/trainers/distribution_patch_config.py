@@ -10,7 +10,7 @@ from ..models import apply_hardware_precision
 
 
 @dataclass
-class PatchSFTConfig(SFTConfig):
+class DistributionPatchConfig(SFTConfig):
     r"""
     Configuration class for the [`DistributionPatchTrainer`]: every field of TRL's `SFTConfig`, plus the options
     of the patching step that runs once, before training, on the training set (Stage II of "Patch the

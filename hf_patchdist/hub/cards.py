@@ -15,17 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import DatasetCard, ModelCard, ModelCardData
 
-from .rewriter import PATCH_COLUMNS, RewriterConfig
-from .statistics import PatchStatistics
+from ..patch_statistics import PatchStatistics
+from ..rewriter.config import PAPER_ID, PAPER_TITLE, PAPER_URL, PATCH_COLUMNS, RewriterConfig
+from .ids import base_model_text, hub_base_model, hub_link, is_hub_repo_id
 
 if TYPE_CHECKING:
-    from .rewriter import Rewriter
+    from ..rewriter import Rewriter
 
 
 LIBRARY_NAME = "hf-patchdist"
-PAPER_ID = "2602.11220"
-PAPER_URL = f"https://arxiv.org/abs/{PAPER_ID}"
-PAPER_TITLE = "Patch the Distribution Mismatch: RL Rewriting Agent for Stable Off-Policy SFT"
 REWRITER_TAGS = [LIBRARY_NAME, "rewriter", "distribution-patch", f"arxiv:{PAPER_ID}"]
 DATASET_TAGS = [LIBRARY_NAME, "distribution-patch", "rewritten", f"arxiv:{PAPER_ID}"]
 # Our part of a data set README, between markers, so that a second push replaces it instead of appending.
@@ -52,35 +50,6 @@ CITATION = f"""```bibtex
   url           = {{{PAPER_URL}}}
 }}
 ```"""
-
-
-def hub_base_model(config: RewriterConfig) -> str | None:
-    """The Hub id of a rewriter's base model: the Hub original of an embedded alias, a Hub id as it is, or None
-    for a local folder (which means nothing to someone else)."""
-    from .hub import is_hub_repo_id
-    from .models import EMBEDDED_MODELS
-
-    if config.base_model_hub_original:
-        return config.base_model_hub_original
-    if config.base_model in EMBEDDED_MODELS:
-        return EMBEDDED_MODELS[config.base_model].hub_original
-    return config.base_model if is_hub_repo_id(config.base_model) else None
-
-
-def _hub_link(repo_id: str, repo_type: str = "model") -> str:
-    from huggingface_hub import constants
-
-    prefix = "datasets/" if repo_type == "dataset" else ""
-    return f"[{repo_id}]({constants.ENDPOINT}/{prefix}{repo_id})"
-
-
-def _base_model_text(config: RewriterConfig) -> str:
-    hub_id = hub_base_model(config)
-    if hub_id is None:  # a local folder: show its name, not a path of the author's machine
-        return f"a local model (`{config.base_model.rstrip('/').rsplit('/', 1)[-1]}`)"
-    if hub_id != config.base_model:
-        return f"{_hub_link(hub_id)} (as `{config.base_model}`)"
-    return _hub_link(hub_id)
 
 
 def _as_list(value: Any) -> list[str] | None:
@@ -164,7 +133,7 @@ def build_rewriter_card(
 
     Example:
         ```python
-        from hf_patchdist.cards import build_rewriter_card
+        from hf_patchdist.hub.cards import build_rewriter_card
         from hf_patchdist.rewriter import RewriterConfig
 
         card = build_rewriter_card(RewriterConfig(base_model="HuggingFaceTB/SmolLM2-135M-Instruct"), "me/rw")
@@ -172,7 +141,7 @@ def build_rewriter_card(
         ```
     """
     name = repo_id or "path/to/this-rewriter"
-    base = _base_model_text(config)
+    base = base_model_text(config)
     verifier = config.verifier.get("name", "custom") if isinstance(config.verifier, Mapping) else "custom"
     if config.has_adapter:
         kind = (
@@ -253,8 +222,6 @@ def rewriter_record(rewriter: Rewriter | str | None) -> dict[str, Any] | None:
         rewriter: A :class:`~hf_patchdist.rewriter.Rewriter` (its Hub id is ``.source`` when it came from
             ``from_pretrained``), a Hub id, or None.
     """
-    from .hub import is_hub_repo_id
-
     if rewriter is None:
         return None
     if isinstance(rewriter, str):
@@ -275,7 +242,7 @@ def rewriter_record(rewriter: Rewriter | str | None) -> dict[str, Any] | None:
 def _rewriter_text(record: Mapping[str, Any] | None) -> str:
     if not record:
         return "not recorded"
-    text = _hub_link(record["id"]) if record.get("id") else "a rewriter without a Hub id"
+    text = hub_link(record["id"]) if record.get("id") else "a rewriter without a Hub id"
     details = []
     if "adapter" in record:
         details.append("RL rewriter (LoRA adapter)" if record["adapter"] else "prompted rewrite (no adapter)")
@@ -352,21 +319,21 @@ def build_patched_dataset_card(
     under the ``hf_patchdist`` metadata key.
 
     Args:
-        statistics: :class:`~hf_patchdist.statistics.PatchStatistics` by split name.
+        statistics: :class:`~hf_patchdist.patch_statistics.PatchStatistics` by split name.
         repo_id: The data set's repo id.
         rewriter: The rewriter that made these splits (object or Hub id), if known.
         existing: The current card, if any.
 
     Example:
         ```python
-        from hf_patchdist.cards import build_patched_dataset_card
-        from hf_patchdist.statistics import PatchStatistics
+        from hf_patchdist.hub.cards import build_patched_dataset_card
+        from hf_patchdist.patch_statistics import PatchStatistics
 
         card = build_patched_dataset_card({"train": PatchStatistics.from_dataset(patched)}, "me/gsm8k-patched")
         card.data.hf_patchdist["splits"]["train"]["patch_statistics"]["rewritten"]
         ```
     """
-    from . import __version__
+    from .. import __version__
 
     # Edit the existing card in place: it keeps the order of its YAML keys on the way out.
     card = existing if existing is not None else DatasetCard("---\n{}\n---\n")

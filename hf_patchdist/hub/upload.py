@@ -1,10 +1,8 @@
-"""The Hub: download rewriters, push rewriters and patched data sets with their cards, with clear errors.
+"""Push rewriters and patched data sets to the Hub with their cards, turning the Hub's errors into clear ones.
 
-Every transfer goes through ``huggingface_hub`` (``snapshot_download``, ``upload_folder``, ``create_branch``,
-``DatasetCard.push_to_hub``) and ``datasets`` (``Dataset.push_to_hub``), so caching, ``HF_HUB_OFFLINE``,
-``HF_HOME``, ``HF_ENDPOINT`` and tokens behave as everywhere else in the Hugging Face stack. This module only
-chooses the files, builds the cards (see :mod:`hf_patchdist.cards`) and turns the Hub's errors into messages
-that name the repository and say what to do.
+Uploads go through ``huggingface_hub`` (``upload_folder``, ``create_branch``, ``DatasetCard.push_to_hub``) and
+``datasets`` (``Dataset.push_to_hub``). This module only chooses the files, builds the cards (see
+:mod:`hf_patchdist.hub.cards`) and names the repository and what to do when the Hub refuses.
 """
 
 from __future__ import annotations
@@ -19,208 +17,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..patch_statistics import PatchStatistics
+from ..rewriter.config import ADAPTER_WEIGHTS_NAME, RewriterConfig, check_adapter_folder
+from .cards import build_patched_dataset_card, build_rewriter_card
+from .download import REWRITER_FILES
+from .ids import hub_base_model
+
+
 if TYPE_CHECKING:
-    from .rewriter import Rewriter
+    from ..rewriter import Rewriter
 
 
 logger = logging.getLogger(__name__)
-
-REWRITER_FILES = ["rewriter_config.json", "adapter_config.json", "adapter_model.safetensors", "README.md"]
-# Files of an adapter stored as a pickle: never downloaded, only looked for to explain a refusal.
-PICKLED_ADAPTER_PATTERNS = ("adapter_model.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt")
-
-
-def is_hub_repo_id(name: str | os.PathLike | None) -> bool:
-    """Whether ``name`` reads as a Hub repo id (``org/name`` or ``name``) rather than a local path.
-
-    A name that exists on disk, is absolute, starts with ``.`` or ``~`` or has more than one ``/`` is a path.
-    """
-    if name is None:
-        return False
-    text = str(name)
-    if not text or Path(text).exists() or Path(text).is_absolute() or text.startswith((".", "~")):
-        return False
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    try:
-        validate_repo_id(text)
-    except HFValidationError:
-        return False
-    return True
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# download
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def download_rewriter(name_or_path: str | os.PathLike, *, revision: str | None = None, token: str | None = None) -> Path:
-    """Return a local folder holding the rewriter ``name_or_path`` (a folder, or a Hub repo id).
-
-    Downloads through ``huggingface_hub.snapshot_download`` (cached; honours ``HF_HUB_OFFLINE`` and
-    ``HF_HOME``), fetching only the rewriter's files: pickled weights are never downloaded.
-
-    Args:
-        name_or_path: A local rewriter folder or a Hub repo id (``org/name``).
-        revision: Branch, tag or commit of the Hub repo.
-        token: Hub token, for private or gated repos (default: the stored token / ``HF_TOKEN``).
-
-    Raises:
-        FileNotFoundError: When the folder or repo does not exist, or has no ``rewriter_config.json``.
-        ValueError: When the repo's adapter is stored only as a pickle.
-        OSError: When the Hub cannot be reached and nothing is cached, or access is refused.
-
-    Example:
-        ```python
-        folder = download_rewriter("org/gsm8k-rewriter", revision="v1")
-        sorted(p.name for p in folder.iterdir())  # ['README.md', 'adapter_config.json', ...]
-        ```
-    """
-    path = Path(name_or_path)
-    if path.is_dir():
-        return path
-    repo_id = str(name_or_path)
-    if not is_hub_repo_id(repo_id):
-        raise FileNotFoundError(f"Rewriter folder {repo_id!r} does not exist.")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    try:
-        folder = Path(
-            snapshot_download(repo_id, revision=revision, token=token, allow_patterns=REWRITER_FILES)
-        )
-    except RevisionNotFoundError as error:
-        raise FileNotFoundError(f"Rewriter {repo_id!r} has no revision {revision!r} on the Hub.") from error
-    except GatedRepoError as error:
-        raise OSError(f"Access to the rewriter {repo_id!r} is gated: accept its terms on the Hub and pass a token.") from error
-    except RepositoryNotFoundError as error:
-        raise FileNotFoundError(
-            f"Rewriter {repo_id!r} was not found: it is not a local folder, and the Hub has no such repository "
-            "(or it is private: pass token= or run `hf auth login`)."
-        ) from error
-    except LocalEntryNotFoundError as error:
-        raise OSError(
-            f"Cannot load the rewriter {repo_id!r}: the Hub is not reachable (offline or HF_HUB_OFFLINE=1) and it "
-            "is not in the local cache. Download it once with network access, or pass a local folder."
-        ) from error
-    except (OSError, ValueError) as error:
-        raise OSError(f"Cannot download the rewriter {repo_id!r} from the Hub: {error}") from error
-    if not (folder / "rewriter_config.json").is_file():
-        raise FileNotFoundError(
-            f"Hub repository {repo_id!r} is not a rewriter: it has no rewriter_config.json "
-            "(a rewriter holds rewriter_config.json and a LoRA adapter in safetensors)."
-        )
-    if not (folder / "adapter_model.safetensors").is_file() and _config_has_adapter(folder):
-        _refuse_pickled_adapter(repo_id, revision, token)
-    return folder
-
-
-def _config_has_adapter(folder: Path) -> bool:
-    try:
-        return bool(json.loads((folder / "rewriter_config.json").read_text()).get("has_adapter"))
-    except (OSError, ValueError, AttributeError):  # RewriterConfig.from_folder reports a bad config properly
-        return False
-
-
-def _refuse_pickled_adapter(repo_id: str, revision: str | None, token: str | None) -> None:
-    """Explain why an adapter is missing when the repo holds it only as a pickle (never downloaded)."""
-    import fnmatch
-
-    from huggingface_hub import HfApi
-
-    try:
-        files = HfApi(token=token).list_repo_files(repo_id, revision=revision)
-    except Exception:  # offline or flaky: check_adapter_folder will still say the weights are missing
-        return
-    pickled = [f for f in files if any(fnmatch.fnmatch(f.rsplit("/", 1)[-1], p) for p in PICKLED_ADAPTER_PATTERNS)]
-    if pickled:
-        raise ValueError(
-            f"The adapter of the rewriter {repo_id!r} is stored as a pickle on the Hub ({', '.join(sorted(pickled))}); "
-            "hf-patchdist loads safetensors only, because unpickling can run arbitrary code. Ask its author to push "
-            "adapter_model.safetensors (PeftModel.save_pretrained(..., safe_serialization=True)), or convert it "
-            "yourself after checking where it comes from."
-        )
-
-
-def check_base_model(name: str, *, token: str | None = None, rewriter: str | None = None) -> None:
-    """Check that a rewriter's base model can be loaded here, before anything heavy is loaded.
-
-    Resolvable means: an embedded alias whose package is installed, an existing local folder, or a Hub id whose
-    ``config.json`` can be fetched (or is cached, when offline). Only ``config.json`` is fetched; the weights
-    are downloaded later by transformers, from the same cache.
-
-    Args:
-        name: ``base_model`` from ``rewriter_config.json``.
-        token: Hub token for a private or gated base model.
-        rewriter: The rewriter's id or folder, for the message.
-
-    Raises:
-        OSError: Naming the base model, why it cannot be loaded, and what to do (including ``model=``).
-    """
-    from .models import EMBEDDED_MODELS, embedded_gguf_path
-
-    owner = f"The rewriter {rewriter!r} needs" if rewriter else "This rewriter needs"
-    override = "or pass model= (an embedded alias, a local folder or a Hub id) to Rewriter.from_pretrained"
-    if name in EMBEDDED_MODELS:
-        try:
-            embedded_gguf_path(name)
-        except FileNotFoundError as error:
-            raise OSError(
-                f"{owner} the embedded base model {name!r}, which is not available here: {error} "
-                f"Alternatively pass model={EMBEDDED_MODELS[name].hub_original!r} (its Hub original)."
-            ) from error
-        return
-    if Path(name).is_dir():
-        return
-    if not is_hub_repo_id(name):
-        raise OSError(
-            f"{owner} the base model {name!r}, a local folder that does not exist on this machine: copy the base "
-            f"model there, {override}."
-        )
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    try:
-        hf_hub_download(name, "config.json", token=token)
-    except GatedRepoError as error:
-        raise OSError(
-            f"{owner} the base model {name!r}, which is gated on the Hub: accept its terms there and pass token=, "
-            f"{override}."
-        ) from error
-    except RepositoryNotFoundError as error:
-        raise OSError(
-            f"{owner} the base model {name!r}, which the Hub does not have (or it is private: pass token= or run "
-            f"`hf auth login`), {override}."
-        ) from error
-    except LocalEntryNotFoundError as error:  # before EntryNotFoundError: it subclasses it
-        raise OSError(
-            f"{owner} the base model {name!r}, which is not in the local cache, and the Hub is not reachable "
-            f"(offline or HF_HUB_OFFLINE=1): download it once with network access, {override}."
-        ) from error
-    except (EntryNotFoundError, RevisionNotFoundError) as error:
-        raise OSError(
-            f"{owner} the base model {name!r}, but that Hub repo has no config.json: it is not a transformers "
-            f"model, {override}."
-        ) from error
-    except (OSError, ValueError) as error:
-        raise OSError(f"{owner} the base model {name!r}, which could not be fetched from the Hub ({error}).") from error
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# push
-# ---------------------------------------------------------------------------------------------------------------
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -305,7 +113,6 @@ def _base_model_license(config: Any, token: str | None) -> str | None:
     """The base model's license, from its card (local folder or Hub), when it can be found cheaply. Best effort."""
     from huggingface_hub import ModelCard
 
-    from .cards import hub_base_model
 
     candidates = [Path(config.base_model) / "README.md"] if Path(config.base_model).is_dir() else []
     try:
@@ -373,8 +180,6 @@ def push_rewriter(
     """
     from huggingface_hub import HfApi
 
-    from .cards import build_rewriter_card, hub_base_model
-    from .rewriter import ADAPTER_WEIGHTS_NAME, RewriterConfig, check_adapter_folder
 
     what = "the rewriter"
     _require_token(token, repo_id, what)
@@ -478,8 +283,6 @@ def push_patched_dataset(
     import datasets
     from huggingface_hub import DatasetCard, hf_hub_download
 
-    from .cards import build_patched_dataset_card
-    from .statistics import PatchStatistics
 
     what = "the patched data set"
     if isinstance(dataset, datasets.DatasetDict):

@@ -1,0 +1,47 @@
+"""Batched generation backends behind one interface (:class:`GenerationBackend`).
+
+``base`` holds the interface and settings and imports no torch; each backend lives in its own
+module and is imported on first use, so ``from hf_patchdist.generation import GenerationSettings``
+stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .base import GeneratedText, GenerationBackend, GenerationSettings, StopFunction
+
+
+if TYPE_CHECKING:
+    from .static_backend import StaticBackend
+    from .transformers_backend import FinalAnswerStoppingCriteria, TransformersBackend
+    from .vllm_backend import VLLMBackend
+
+_LAZY = {
+    "FinalAnswerStoppingCriteria": "transformers_backend",
+    "TransformersBackend": "transformers_backend",
+    "VLLMBackend": "vllm_backend",
+    "StaticBackend": "static_backend",
+}
+
+__all__ = [
+    "FinalAnswerStoppingCriteria",
+    "GeneratedText",
+    "GenerationBackend",
+    "GenerationSettings",
+    "StaticBackend",
+    "StopFunction",
+    "TransformersBackend",
+    "VLLMBackend",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
