@@ -14,12 +14,14 @@ from .base import GeneratedText, GenerationBackend, GenerationSettings, StopFunc
 
 
 if TYPE_CHECKING:
+    from .decode_loop import GenerationStats
     from .static_backend import StaticBackend
     from .transformers_backend import FinalAnswerStoppingCriteria, TransformersBackend
     from .vllm_backend import VLLMBackend
 
 _LAZY = {
     "FinalAnswerStoppingCriteria": "transformers_backend",
+    "GenerationStats": "decode_loop",
     "TransformersBackend": "transformers_backend",
     "VLLMBackend": "vllm_backend",
     "StaticBackend": "static_backend",
@@ -30,6 +32,7 @@ __all__ = [
     "GeneratedText",
     "GenerationBackend",
     "GenerationSettings",
+    "GenerationStats",
     "StaticBackend",
     "StopFunction",
     "TransformersBackend",

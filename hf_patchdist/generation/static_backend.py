@@ -25,6 +25,7 @@ class StaticBackend(GenerationBackend):
     def __init__(self, responses: Callable[[str], str | Sequence[str]] | Sequence[str]) -> None:
         self.responses = responses
         self.calls = 0
+        self.last_max_new_tokens: list[int] | None = None  # the per-prompt limits of the last call
         self._position = 0
 
     def _next(self, prompt: str) -> list[str]:
@@ -42,8 +43,10 @@ class StaticBackend(GenerationBackend):
         num_candidates: int,
         settings: GenerationSettings,
         stop: StopFunction | None = None,
+        max_new_tokens: Sequence[int] | None = None,
     ) -> list[list[GeneratedText]]:
         self.calls += 1
+        self.last_max_new_tokens = list(max_new_tokens) if max_new_tokens is not None else None
         results = []
         for prompt in prompts:
             texts: list[str] = []

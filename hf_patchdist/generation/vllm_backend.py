@@ -33,15 +33,20 @@ class VLLMBackend(GenerationBackend):
         num_candidates: int,
         settings: GenerationSettings,
         stop: StopFunction | None = None,
+        max_new_tokens: Sequence[int] | None = None,
     ) -> list[list[GeneratedText]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(
-            n=num_candidates,
-            max_tokens=settings.max_new_tokens,
-            temperature=settings.temperature if settings.do_sample else 0.0,
-            top_p=settings.top_p,
-        )
+        limits = list(max_new_tokens) if max_new_tokens is not None else [settings.max_new_tokens] * len(prompts)
+        params = [
+            SamplingParams(
+                n=num_candidates,
+                max_tokens=int(limit),
+                temperature=settings.temperature if settings.do_sample else 0.0,
+                top_p=settings.top_p,
+            )
+            for limit in limits
+        ]
         lora = None
         if self.adapter is not None:
             from vllm.lora.request import LoRARequest

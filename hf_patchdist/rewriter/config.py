@@ -144,12 +144,17 @@ def set_num_candidates(config: RewriterConfig, num_candidates: int) -> None:
         config.generation = {**config.generation, "do_sample": True}
 
 
+def shown_reference(config: RewriterConfig, example: QAExample) -> str:
+    """The expert answer as the rewriting prompt shows it (annotations stripped when configured)."""
+    answer = example.answer or ""
+    return (strip_calculator_annotations(answer) if config.strip_annotations else answer).strip()
+
+
 def build_prompt_messages(config: RewriterConfig, example: QAExample) -> list[dict[str, Any]]:
     """The rewriting prompt as chat messages: optional system turn, the example's context, the request."""
-    answer = example.answer or ""
-    shown = strip_calculator_annotations(answer) if config.strip_annotations else answer
+    shown = shown_reference(config, example)
     text = config.prompt_template.format(
-        question=example.question or "", answer=shown.strip(), final_line=final_answer_line(shown)
+        question=example.question or "", answer=shown, final_line=final_answer_line(shown)
     )
     messages = [dict(m) for m in example.context]
     if config.system_prompt:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..formats import FormatSpec, QAExample, detect_format, read_example, write_answer
-from ..generation.base import GeneratedText, GenerationBackend, GenerationSettings
+from ..generation.base import GeneratedText, GenerationBackend, GenerationSettings, accepts_token_limits
 from ..generation.transformers_backend import TransformersBackend
 from ..models import base_model_record, load_model_and_tokenizer
 from ..scoring import QAScorer, render_qa_prompt
@@ -39,6 +39,7 @@ from .config import (
     build_prompt_messages,
     check_adapter_folder,
     set_num_candidates,
+    shown_reference,
 )
 
 
@@ -253,6 +254,20 @@ class Rewriter:
             return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return "\n\n".join(m["content"] for m in messages) + "\n\n"
 
+    def token_limits(self, examples: Sequence[QAExample], settings: GenerationSettings | None = None) -> list[int]:
+        """Each example's new-token limit: ``settings.token_limit`` of its expert answer's length in tokens.
+
+        The rule (``min(max_new_tokens, ceil(length_multiple * expert_tokens + length_margin))``) and
+        how its constants were chosen are documented on
+        :class:`~hf_patchdist.generation.GenerationSettings`.
+        """
+        settings = settings or self.generation_settings
+        if settings.length_multiple is None:
+            return [settings.max_new_tokens] * len(examples)
+        shown = [shown_reference(self.config, example) for example in examples]
+        counts = [len(ids) for ids in self.tokenizer(shown, add_special_tokens=False)["input_ids"]] if shown else []
+        return [settings.token_limit(count) for count in counts]
+
     def qa_prompt(self, example: QAExample) -> str:
         """QA(q): the question as a plain user turn, rendered for pi_0."""
         return render_qa_prompt(self.tokenizer, example.question or "", example.context, self.config.qa_template)
@@ -292,11 +307,16 @@ class Rewriter:
         candidates: dict[int, list[GeneratedText]] = {}
         if todo:
             prompts = [self.build_prompt(examples[i]) for i in todo]
+            settings = self.generation_settings
+            limits: dict[str, Any] = {}
+            if settings.length_multiple is not None and accepts_token_limits(self.backend):
+                limits["max_new_tokens"] = self.token_limits([examples[i] for i in todo], settings)
             generated = self.backend.generate(
                 prompts,
                 num_candidates=self.config.num_candidates,
-                settings=self.generation_settings,
+                settings=settings,
                 stop=self.verifier.final_answer_end,
+                **limits,
             )
             candidates = dict(zip(todo, generated))
 

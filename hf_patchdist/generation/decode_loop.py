@@ -1,0 +1,396 @@
+"""The decode loop of :class:`~hf_patchdist.generation.transformers_backend.TransformersBackend`.
+
+``model.generate`` on a static batch pays for tokens nobody reads: it decodes every row until the
+longest one finishes, prefills each prompt once per candidate (``num_return_sequences`` repeats the
+prompt before the prefill), and pads every prompt to the longest of its batch. :class:`DecodeLoop`
+drives the model's forward pass over a KV cache instead:
+
+* the prompts of a batch (sorted by decreasing length) are prefilled in micro-batches of similar
+  length, whose caches are joined, left-padded, into one;
+* the K candidates of a prompt share its prefill: the cache is expanded K times
+  (``Cache.batch_repeat_interleave``) after one forward over the prompt;
+* a row that finished (end-of-sequence token, a complete final-answer line by ``stop``, or its own
+  token limit) leaves the batch (``Cache.batch_select_indices``) with its attention-mask and
+  position rows, so each decode step computes only unfinished rows;
+* the cache keeps room for the batch's longest limit, so a decode step writes its keys and values
+  in place instead of concatenating (copying) the whole cache.
+
+Greedy decoding takes the arg-max, as ``generate`` does; sampling applies ``generate``'s own
+temperature and top-p warpers. :func:`unsupported_reason` and :class:`CacheLoopUnsupported` say when
+the loop cannot drive a model, and the backend then falls back to ``generate``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .base import GenerationSettings, StopFunction
+
+
+# Padding a prefill micro-batch may add, as a fraction of its real tokens, before a new one starts.
+PREFILL_PADDING_WASTE = 0.1
+# Tokens (padding included) of one prefill micro-batch: bounds the prefill's activation memory.
+PREFILL_TOKEN_BUDGET = 8192
+
+# Generation-config fields whose non-default value changes ``generate``'s logits (or its search):
+# the decode loop applies none of them, so a model that sets one falls back to ``generate``.
+UNSUPPORTED_GENERATION_OPTIONS = (
+    "num_beams",
+    "num_beam_groups",
+    "penalty_alpha",
+    "repetition_penalty",
+    "encoder_repetition_penalty",
+    "no_repeat_ngram_size",
+    "encoder_no_repeat_ngram_size",
+    "bad_words_ids",
+    "min_length",
+    "min_new_tokens",
+    "suppress_tokens",
+    "begin_suppress_tokens",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "sequence_bias",
+    "min_p",
+    "typical_p",
+    "epsilon_cutoff",
+    "eta_cutoff",
+    "exponential_decay_length_penalty",
+    "renormalize_logits",
+    "guidance_scale",
+    "watermarking_config",
+    "remove_invalid_values",
+)
+
+
+@dataclass
+class GenerationStats:
+    """What the last :meth:`TransformersBackend.generate` call computed (for benchmarks and tests).
+
+    Attributes:
+        decode_loop: The path that ran: ``"cache"`` or ``"generate"``.
+        prompt_tokens: Tokens of the prompts (padding excluded), each prompt counted once.
+        generated_tokens: New tokens of the returned rows, each up to and including the token that
+            finished it (an end-of-sequence token counts).
+        prefill_forwards: Forward passes over prompts (the decode loop runs one per micro-batch).
+        prefill_padded_tokens: Tokens the prefill computed, padding included.
+        decode_batch_sizes: Rows of each decode forward pass, in order (decode loop only).
+        token_ids: The new token ids of each returned candidate (``[prompt][candidate]``), up to and
+            including the token that finished it.
+    """
+
+    decode_loop: str = "cache"
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    prefill_forwards: int = 0
+    prefill_padded_tokens: int = 0
+    decode_batch_sizes: list[int] = field(default_factory=list)
+    token_ids: list[list[list[int]]] = field(default_factory=list)
+
+
+class CacheLoopUnsupported(Exception):
+    """The decode loop cannot drive this model (the message says why): fall back to ``generate``."""
+
+
+def base_model(model: Any) -> Any:
+    """The transformers model under a PEFT wrapper (whose forward passes keyword arguments through)."""
+    get_base_model = getattr(model, "get_base_model", None)
+    return get_base_model() if callable(get_base_model) else model
+
+
+def forward_parameters(model: Any) -> set[str]:
+    """Parameter names of the transformers model's ``forward`` (of its class: wrappers and hooks set on
+    the instance keep the class's arguments)."""
+    return set(inspect.signature(type(base_model(model)).forward).parameters)
+
+
+def unsupported_reason(model: Any) -> str | None:
+    """Why the decode loop cannot drive ``model``, decided before any forward pass; None when it can."""
+    config = getattr(model, "config", None)
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder model"
+    peft_config = getattr(model, "active_peft_config", None)
+    if peft_config is not None and getattr(peft_config, "is_prompt_learning", False):
+        return "prompt-learning PEFT adapter (virtual tokens)"
+    names = forward_parameters(model)
+    if "cache" not in names and "past_key_values" not in names:
+        return "the model's forward takes no cache argument"
+    generation_config = getattr(model, "generation_config", None)
+    if generation_config is not None:
+        from transformers import GenerationConfig
+
+        defaults = GenerationConfig()
+        for name in UNSUPPORTED_GENERATION_OPTIONS:
+            value = getattr(generation_config, name, None)
+            if value is not None and value != getattr(defaults, name, None):
+                return f"generation_config.{name}={value!r} is not applied by the decode loop"
+    return None
+
+
+def token_has_newline(tokenizer: Any, token: int, memo: dict[int, bool]) -> bool:
+    """Whether the token's text holds a newline (each token id decoded once, remembered in ``memo``).
+
+    As :class:`~hf_patchdist.generation.transformers_backend.FinalAnswerStoppingCriteria`: a
+    final-answer line can only complete on such a token, so the whole row is decoded only then.
+    """
+    known = memo.get(token)
+    if known is None:
+        known = memo[token] = "\n" in tokenizer.decode([token])
+    return known
+
+
+def logits_warpers(settings: GenerationSettings) -> list[Any]:
+    """The warpers ``generate`` applies for these settings (temperature, then top-p; none for greedy)."""
+    if not settings.do_sample:
+        return []
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+
+    warpers: list[Any] = []
+    if settings.temperature is not None and settings.temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(settings.temperature))
+    if settings.top_p is not None and settings.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(settings.top_p))
+    return warpers
+
+
+_RESERVED_LAYER: type | None = None
+
+
+def reserved_layer_class() -> type:
+    """A :class:`~transformers.cache_utils.DynamicLayer` that writes new tokens into reserved room.
+
+    ``DynamicLayer.update`` concatenates, copying the whole cache at every decode step (about a
+    third of a step's time for SmolLM2-135M at 32 rows). This layer keeps keys and values in buffers
+    with room for the tokens still to come; ``keys``/``values`` are views of the filled part, so
+    every other method of the layer (sequence length, mask sizes) sees a plain ``DynamicLayer``.
+    """
+    global _RESERVED_LAYER
+    if _RESERVED_LAYER is not None:
+        return _RESERVED_LAYER
+    from transformers.cache_utils import DynamicLayer
+
+    class ReservedDynamicLayer(DynamicLayer):
+        def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int) -> None:
+            super().__init__()
+            self.device = keys.device
+            self.length = keys.shape[-2]
+            room = max(capacity, self.length)
+            self._key_buffer = keys.new_empty((*keys.shape[:2], room, keys.shape[-1]))
+            self._value_buffer = values.new_empty((*values.shape[:2], room, values.shape[-1]))
+            self._key_buffer[:, :, : self.length] = keys
+            self._value_buffer[:, :, : self.length] = values
+            self.is_initialized = True
+            self._refresh()
+
+        def _refresh(self) -> None:
+            self.keys = self._key_buffer[:, :, : self.length]
+            self.values = self._value_buffer[:, :, : self.length]
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            end = self.length + key_states.shape[-2]
+            room = self._key_buffer.shape[-2]
+            if end > room:  # out of room: grow like a list
+                grow = max(end, 2 * room) - room
+                self._key_buffer = torch.nn.functional.pad(self._key_buffer, (0, 0, 0, grow))
+                self._value_buffer = torch.nn.functional.pad(self._value_buffer, (0, 0, 0, grow))
+            self._key_buffer[:, :, self.length : end] = key_states
+            self._value_buffer[:, :, self.length : end] = value_states
+            self.length = end
+            self._refresh()
+            return self.keys, self.values
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            self._key_buffer = self._key_buffer.repeat_interleave(repeats, dim=0)
+            self._value_buffer = self._value_buffer.repeat_interleave(repeats, dim=0)
+            self._refresh()
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            self._key_buffer = self._key_buffer[indices]
+            self._value_buffer = self._value_buffer[indices]
+            self._refresh()
+
+        def crop(self, tokens_to_remove: int) -> None:
+            super().crop(tokens_to_remove)
+            self.length = self.keys.shape[-2]
+
+        def reset(self) -> None:
+            super().reset()
+            self.length = 0
+
+    _RESERVED_LAYER = ReservedDynamicLayer
+    return ReservedDynamicLayer
+
+
+class DecodeLoop:
+    """Prefill and decode batches of prompts over the model's KV cache (see the module docstring).
+
+    Args:
+        model: A causal LM (optionally with a LoRA adapter).
+        tokenizer: Its tokenizer.
+        stats: Where the forward passes are counted.
+        newline_memo: Token id -> whether its text holds a newline (shared across calls).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, stats: GenerationStats, newline_memo: dict[int, bool]) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.stats = stats
+        self.newline_memo = newline_memo
+        names = forward_parameters(model)
+        self.cache_argument = "cache" if "cache" in names else "past_key_values"
+        self.keep_last_logits = "logits_to_keep" in names
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = int(pad) if pad is not None else 0
+
+    def forward(self, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+        """One forward pass; returns the last position's logits (float32) and the cache."""
+        kwargs[self.cache_argument] = kwargs.pop("cache", None)
+        output = self.model(**kwargs, use_cache=True, return_dict=True)
+        cache = getattr(output, "cache", None)
+        if cache is None:
+            cache = getattr(output, "past_key_values", None)
+        return output.logits[:, -1, :].to(dtype=torch.float32), cache
+
+    @staticmethod
+    def check_cache(cache: Any) -> None:
+        """Raise :class:`CacheLoopUnsupported` unless rows of ``cache`` can be repeated and dropped."""
+        try:
+            from transformers import DynamicCache
+            from transformers.cache_utils import DynamicLayer
+        except ImportError as error:  # an older transformers without cache layers
+            raise CacheLoopUnsupported(f"this transformers has no DynamicLayer ({error})") from error
+        if cache is None:
+            raise CacheLoopUnsupported("the model returned no cache")
+        if not isinstance(cache, DynamicCache):
+            raise CacheLoopUnsupported(f"cache of type {type(cache).__name__} (not a DynamicCache)")
+        for name in ("batch_select_indices", "batch_repeat_interleave"):
+            if not callable(getattr(cache, name, None)):
+                raise CacheLoopUnsupported(f"the cache has no {name}")
+        kinds = {type(layer).__name__ for layer in cache.layers if type(layer) is not DynamicLayer}
+        if kinds:
+            raise CacheLoopUnsupported(f"cache layers of type {', '.join(sorted(kinds))} (only full-attention DynamicLayer)")
+
+    def micro_batches(self, encoded: Sequence[Sequence[int]]) -> list[list[int]]:
+        """Split prompts sorted by decreasing length into prefill micro-batches of similar length."""
+        groups: list[list[int]] = []
+        for index, ids in enumerate(encoded):
+            if groups:
+                group = groups[-1]
+                padded = len(encoded[group[0]]) * (len(group) + 1)
+                real = sum(len(encoded[i]) for i in group) + len(ids)
+                if padded <= real * (1 + PREFILL_PADDING_WASTE) and padded <= PREFILL_TOKEN_BUDGET:
+                    group.append(index)
+                    continue
+            groups.append([index])
+        return groups
+
+    def prefill(self, encoded: Sequence[Sequence[int]], capacity: int, device: torch.device) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """Prefill prompts sorted by decreasing length, in micro-batches of similar length.
+
+        Returns the last-position logits, one left-padded cache over all the prompts with room for
+        ``capacity`` tokens per row, and its attention mask (prompt padding is 0).
+        """
+        width = len(encoded[0])
+        logits_parts: list[torch.Tensor] = []
+        layer_parts: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+        cache = None
+        for group in self.micro_batches(encoded):
+            longest = len(encoded[group[0]])
+            input_ids = torch.full((len(group), longest), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(group), longest), dtype=torch.long)
+            for row, index in enumerate(group):
+                input_ids[row, longest - len(encoded[index]) :] = torch.tensor(encoded[index], dtype=torch.long)
+                mask[row, longest - len(encoded[index]) :] = 1
+            input_ids, mask = input_ids.to(device), mask.to(device)
+            # As generate: positions count real tokens; padding sits at position 0 (masked out).
+            positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+            extra = {"logits_to_keep": 1} if self.keep_last_logits else {}
+            logits, cache = self.forward(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=None, **extra)
+            self.stats.prefill_forwards += 1
+            self.stats.prefill_padded_tokens += input_ids.numel()
+            self.check_cache(cache)
+            logits_parts.append(logits)
+            # Left-pad this micro-batch's keys and values to the batch's width (masked out).
+            pad = (0, 0, width - longest, 0)
+            layer_parts.append([
+                (torch.nn.functional.pad(layer.keys, pad), torch.nn.functional.pad(layer.values, pad))
+                for layer in cache.layers
+            ])
+        layer_class = reserved_layer_class()
+        cache.layers = [
+            layer_class(torch.cat([part[i][0] for part in layer_parts]), torch.cat([part[i][1] for part in layer_parts]), capacity)
+            for i in range(len(layer_parts[0]))
+        ]
+        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, ids in enumerate(encoded):
+            mask[row, width - len(ids) :] = 1
+        return torch.cat(logits_parts), cache, mask.to(device)
+
+    def decode_batch(
+        self,
+        encoded: Sequence[Sequence[int]],
+        limits: Sequence[int],
+        num_candidates: int,
+        settings: GenerationSettings,
+        stop: StopFunction | None,
+        eos: set[int],
+        device: torch.device,
+    ) -> list[tuple[list[int], bool]]:
+        """Prefill once per prompt, expand to ``num_candidates`` rows each, decode until every row finished.
+
+        Args:
+            encoded: Prompt token ids, sorted by decreasing length.
+            limits: New-token limit of each prompt.
+
+        Returns:
+            Each row's new tokens and whether an end-of-sequence token ended it, prompt by prompt,
+            ``num_candidates`` rows each.
+        """
+        logits, cache, mask = self.prefill(encoded, len(encoded[0]) + max(limits), device)
+        if num_candidates > 1:
+            cache.batch_repeat_interleave(num_candidates)
+            logits = logits.repeat_interleave(num_candidates, dim=0)
+            mask = mask.repeat_interleave(num_candidates, dim=0)
+        rows = logits.shape[0]
+        row_limit = [limits[row // num_candidates] for row in range(rows)]
+        positions = mask.sum(-1, keepdim=True) - 1  # position of each row's last token
+        warpers = logits_warpers(settings)
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        ended = [False] * rows
+        active = list(range(rows))  # the row of each slot still in the batch
+        while True:
+            for warper in warpers:
+                logits = warper(None, logits)
+            if settings.do_sample:
+                next_tokens = torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1).squeeze(1)
+            else:
+                next_tokens = torch.argmax(logits, dim=-1)
+            keep: list[int] = []
+            for slot, (row, token) in enumerate(zip(active, next_tokens.tolist())):
+                tokens[row].append(token)
+                if token in eos:
+                    ended[row] = True
+                    continue
+                if stop is not None and token_has_newline(self.tokenizer, token, self.newline_memo):
+                    if stop(self.tokenizer.decode(tokens[row], skip_special_tokens=True)) is not None:
+                        continue
+                if len(tokens[row]) >= row_limit[row]:
+                    continue
+                keep.append(slot)
+            if not keep:
+                break
+            if len(keep) < len(active):
+                index = torch.tensor(keep, dtype=torch.long, device=device)
+                cache.batch_select_indices(index)
+                mask, positions, next_tokens = mask[index], positions[index], next_tokens[index]
+                active = [active[slot] for slot in keep]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+            positions = positions + 1
+            self.stats.decode_batch_sizes.append(len(active))
+            logits, cache = self.forward(input_ids=next_tokens[:, None], attention_mask=mask, position_ids=positions, cache=cache)
+        self.stats.generated_tokens += sum(len(t) for t in tokens)
+        return list(zip(tokens, ended))
