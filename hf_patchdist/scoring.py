@@ -20,6 +20,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .generation.base import length_groups
+
 
 @contextlib.contextmanager
 def adapter_disabled(model: Any) -> Iterator[None]:
@@ -171,7 +173,7 @@ class QAScorer:
     Args:
         model: A causal LM (optionally a ``peft.PeftModel``; its adapter is disabled while scoring).
         tokenizer: Its tokenizer.
-        batch_size: Answers per forward pass.
+        batch_size: Answers per forward pass at most (pairs are grouped by length, so a pass may hold fewer).
         max_answer_tokens: Answers are cut to this many tokens before scoring (None: no limit).
 
     Example:
@@ -207,22 +209,25 @@ class QAScorer:
         """
         if len(prompts) != len(answers):
             raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
-        nll: list[float] = []
-        counts: list[int] = []
-        embeddings: list[torch.Tensor] = []
-        hidden_size = None
+        pairs = [self._encode(p, a) for p, a in zip(prompts, answers)]
+        # Pairs of similar length share a forward pass (at most batch_size of them): padding to the
+        # longest pair of an unsorted batch cost a third of the scoring time on GSM8K rewrites.
+        groups = length_groups([len(c) + len(a) for c, a in pairs], max_rows=max(int(self.batch_size), 1))
+        nll = [float("nan")] * len(pairs)
+        counts = [0] * len(pairs)
+        embeddings = None
         with adapter_disabled(self.model):
-            for start in range(0, len(prompts), self.batch_size):
-                batch = [self._encode(p, a) for p, a in zip(prompts[start : start + self.batch_size], answers[start : start + self.batch_size])]
-                b_nll, b_counts, b_emb = self._score_batch(batch)
-                nll += b_nll
-                counts += b_counts
-                embeddings.append(b_emb)
-                hidden_size = b_emb.shape[-1]
-        if not embeddings:
+            for group in groups:
+                b_nll, b_counts, b_emb = self._score_batch([pairs[i] for i in group])
+                if embeddings is None:
+                    embeddings = torch.zeros(len(pairs), b_emb.shape[-1], dtype=torch.float32)
+                for row, index in enumerate(group):
+                    nll[index], counts[index] = b_nll[row], b_counts[row]
+                embeddings[group] = b_emb
+        if embeddings is None:
             hidden_size = int(getattr(self.model.config, "hidden_size", 0))
             return ScoreOutput([], [], torch.zeros(0, hidden_size))
-        return ScoreOutput(nll, counts, torch.cat(embeddings).view(-1, hidden_size))
+        return ScoreOutput(nll, counts, embeddings)
 
     def _score_batch(self, batch: list[tuple[list[int], list[int]]]) -> tuple[list[float], list[int], torch.Tensor]:
         forward = forward_continuations(self.model, batch, padding_token_id(self.tokenizer), output_hidden_states=True)

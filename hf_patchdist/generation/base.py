@@ -106,6 +106,42 @@ class GenerationBackend(abc.ABC):
         """
 
 
+def length_groups(
+    lengths: Sequence[int], *, max_rows: int | None = None, max_padding: float = 0.1, max_tokens: int = 8192
+) -> list[list[int]]:
+    """Indices of sequences grouped for batched forward passes with little padding.
+
+    The sequences are taken by decreasing length (ties in index order); a group closes when adding
+    the next one would exceed ``max_rows`` rows, add padding beyond ``max_padding`` of the group's
+    real tokens, or make the padded group longer than ``max_tokens`` tokens (a single longer
+    sequence still forms its own group).
+
+    Example:
+        ```python
+        >>> length_groups([5, 100, 98, 6, 97])
+        [[1, 2, 4], [3, 0]]
+        ```
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    real = 0
+    for index in order:
+        if groups:
+            group = groups[-1]
+            padded = lengths[group[0]] * (len(group) + 1)
+            if (
+                (max_rows is None or len(group) < max_rows)
+                and padded <= (real + lengths[index]) * (1 + max_padding)
+                and padded <= max_tokens
+            ):
+                group.append(index)
+                real += lengths[index]
+                continue
+        groups.append([index])
+        real = lengths[index]
+    return groups
+
+
 def accepts_token_limits(backend: GenerationBackend) -> bool:
     """Whether ``backend.generate`` takes per-prompt limits (``max_new_tokens=``)."""
     try:

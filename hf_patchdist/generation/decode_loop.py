@@ -22,14 +22,18 @@ the loop cannot drive a model, and the backend then falls back to ``generate``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .base import GenerationSettings, StopFunction
+from .base import GenerationSettings, StopFunction, length_groups
+from .shared_prefix import ATTENTION_NAME as SHARED_ATTENTION
+from .shared_prefix import STATE_ARGUMENT as SHARED_STATE_ARGUMENT
+from .shared_prefix import SharedPrefixState, register_attention, shared_layer_class, shared_prefix_supported
 
 
 # Padding a prefill micro-batch may add, as a fraction of its real tokens, before a new one starts.
@@ -81,6 +85,8 @@ class GenerationStats:
         decode_batch_sizes: Rows of each decode forward pass, in order (decode loop only).
         token_ids: The new token ids of each returned candidate (``[prompt][candidate]``), up to and
             including the token that finished it.
+        shared_prefix: Whether the candidates of a prompt read its keys and values once
+            (:mod:`~hf_patchdist.generation.shared_prefix`) in at least one batch.
     """
 
     decode_loop: str = "cache"
@@ -90,6 +96,7 @@ class GenerationStats:
     prefill_padded_tokens: int = 0
     decode_batch_sizes: list[int] = field(default_factory=list)
     token_ids: list[list[list[int]]] = field(default_factory=list)
+    shared_prefix: bool = False
 
 
 class CacheLoopUnsupported(Exception):
@@ -243,6 +250,7 @@ class DecodeLoop:
         names = forward_parameters(model)
         self.cache_argument = "cache" if "cache" in names else "past_key_values"
         self.keep_last_logits = "logits_to_keep" in names
+        self.shared_prefix = shared_prefix_supported(base_model(model))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad) if pad is not None else 0
 
@@ -276,23 +284,16 @@ class DecodeLoop:
 
     def micro_batches(self, encoded: Sequence[Sequence[int]]) -> list[list[int]]:
         """Split prompts sorted by decreasing length into prefill micro-batches of similar length."""
-        groups: list[list[int]] = []
-        for index, ids in enumerate(encoded):
-            if groups:
-                group = groups[-1]
-                padded = len(encoded[group[0]]) * (len(group) + 1)
-                real = sum(len(encoded[i]) for i in group) + len(ids)
-                if padded <= real * (1 + PREFILL_PADDING_WASTE) and padded <= PREFILL_TOKEN_BUDGET:
-                    group.append(index)
-                    continue
-            groups.append([index])
-        return groups
+        return length_groups(
+            [len(ids) for ids in encoded], max_padding=PREFILL_PADDING_WASTE, max_tokens=PREFILL_TOKEN_BUDGET
+        )
 
-    def prefill(self, encoded: Sequence[Sequence[int]], capacity: int, device: torch.device) -> tuple[torch.Tensor, Any, torch.Tensor]:
+    def prefill(self, encoded: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, Any, list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
         """Prefill prompts sorted by decreasing length, in micro-batches of similar length.
 
-        Returns the last-position logits, one left-padded cache over all the prompts with room for
-        ``capacity`` tokens per row, and its attention mask (prompt padding is 0).
+        Returns the last-position logits, the cache of the last micro-batch (the container the
+        decode steps use; :meth:`decode_batch` gives it new layers), each layer's keys and values
+        over all the prompts, left-padded, and their attention mask (prompt padding is 0).
         """
         width = len(encoded[0])
         logits_parts: list[torch.Tensor] = []
@@ -320,15 +321,14 @@ class DecodeLoop:
                 (torch.nn.functional.pad(layer.keys, pad), torch.nn.functional.pad(layer.values, pad))
                 for layer in cache.layers
             ])
-        layer_class = reserved_layer_class()
-        cache.layers = [
-            layer_class(torch.cat([part[i][0] for part in layer_parts]), torch.cat([part[i][1] for part in layer_parts]), capacity)
+        layers = [
+            (torch.cat([part[i][0] for part in layer_parts]), torch.cat([part[i][1] for part in layer_parts]))
             for i in range(len(layer_parts[0]))
         ]
         mask = torch.zeros((len(encoded), width), dtype=torch.long)
         for row, ids in enumerate(encoded):
             mask[row, width - len(ids) :] = 1
-        return torch.cat(logits_parts), cache, mask.to(device)
+        return torch.cat(logits_parts), cache, layers, mask.to(device)
 
     def decode_batch(
         self,
@@ -350,18 +350,67 @@ class DecodeLoop:
             Each row's new tokens and whether an end-of-sequence token ended it, prompt by prompt,
             ``num_candidates`` rows each.
         """
-        logits, cache, mask = self.prefill(encoded, len(encoded[0]) + max(limits), device)
-        if num_candidates > 1:
-            cache.batch_repeat_interleave(num_candidates)
-            logits = logits.repeat_interleave(num_candidates, dim=0)
-            mask = mask.repeat_interleave(num_candidates, dim=0)
+        logits, cache, layers, mask = self.prefill(encoded, device)
+        rows = logits.shape[0] * num_candidates
+        positions = (mask.sum(-1, keepdim=True) - 1).repeat_interleave(num_candidates, dim=0)  # each row's last position
+        logits = logits.repeat_interleave(num_candidates, dim=0)
+        shared = None
+        if num_candidates > 1 and self.shared_prefix:
+            # The K candidates of a prompt read its keys and values once (see shared_prefix).
+            layer_class = shared_layer_class()
+            cache.layers = [layer_class(k, v, rows, max(limits)) for k, v in layers]
+            shared = SharedPrefixState(cache, mask, num_candidates)
+            mask = None
+            self.stats.shared_prefix = True
+        else:
+            layer_class = reserved_layer_class()
+            cache.layers = [layer_class(k, v, mask.shape[1] + max(limits)) for k, v in layers]
+            if num_candidates > 1:
+                cache.batch_repeat_interleave(num_candidates)
+                mask = mask.repeat_interleave(num_candidates, dim=0)
+        del layers
+        with self._attention(shared is not None):
+            return self._decode(logits, cache, mask, positions, shared, limits, num_candidates, settings, stop, eos, device)
+
+    @contextlib.contextmanager
+    def _attention(self, shared: bool) -> Iterator[None]:
+        """Switch the model to shared-prefix attention for the decode steps (restored afterwards)."""
+        if not shared:
+            yield
+            return
+        register_attention()
+        target = base_model(self.model)
+        previous = target.config._attn_implementation
+        target.set_attn_implementation(SHARED_ATTENTION)
+        if target.config._attn_implementation != SHARED_ATTENTION:  # the decode steps would read half the cache
+            target.set_attn_implementation(previous)
+            raise RuntimeError(f"{type(target).__name__} did not switch to shared-prefix attention")
+        try:
+            yield
+        finally:
+            target.set_attn_implementation(previous)
+
+    def _decode(
+        self,
+        logits: torch.Tensor,
+        cache: Any,
+        mask: torch.Tensor | None,
+        positions: torch.Tensor,
+        shared: SharedPrefixState | None,
+        limits: Sequence[int],
+        num_candidates: int,
+        settings: GenerationSettings,
+        stop: StopFunction | None,
+        eos: set[int],
+        device: torch.device,
+    ) -> list[tuple[list[int], bool]]:
         rows = logits.shape[0]
         row_limit = [limits[row // num_candidates] for row in range(rows)]
-        positions = mask.sum(-1, keepdim=True) - 1  # position of each row's last token
         warpers = logits_warpers(settings)
         tokens: list[list[int]] = [[] for _ in range(rows)]
         ended = [False] * rows
         active = list(range(rows))  # the row of each slot still in the batch
+        extra = {SHARED_STATE_ARGUMENT: shared} if shared is not None else {}
         while True:
             for warper in warpers:
                 logits = warper(None, logits)
@@ -385,12 +434,19 @@ class DecodeLoop:
                 break
             if len(keep) < len(active):
                 index = torch.tensor(keep, dtype=torch.long, device=device)
-                cache.batch_select_indices(index)
-                mask, positions, next_tokens = mask[index], positions[index], next_tokens[index]
+                if shared is not None:
+                    shared.select_rows(index)
+                else:
+                    cache.batch_select_indices(index)
+                    mask = mask[index]
+                positions, next_tokens = positions[index], next_tokens[index]
                 active = [active[slot] for slot in keep]
-            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+            if mask is not None:
+                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
             positions = positions + 1
             self.stats.decode_batch_sizes.append(len(active))
-            logits, cache = self.forward(input_ids=next_tokens[:, None], attention_mask=mask, position_ids=positions, cache=cache)
+            logits, cache = self.forward(
+                input_ids=next_tokens[:, None], attention_mask=mask, position_ids=positions, cache=cache, **extra
+            )
         self.stats.generated_tokens += sum(len(t) for t in tokens)
         return list(zip(tokens, ended))

@@ -150,6 +150,27 @@ def test_candidates_share_one_prefill_per_prompt(sharp_model, monkeypatch):
     assert all(len({tuple(t) for t in tokens}) > 1 for tokens in backend.last_stats.token_ids)
 
 
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_greedy_candidates_equal_the_single_greedy_candidate(sharp_model, shared_prefix, monkeypatch):
+    """K greedy candidates are K copies of the greedy output, whether the K rows of a prompt read its
+    keys and values once (shared-prefix attention) or from an expanded cache."""
+    model, tokenizer = sharp_model
+    if not shared_prefix:
+        monkeypatch.setattr(model.config, "model_type", "not-in-the-list")
+    prompts = chat_prompts(tokenizer)
+    limits = [20, 5, 12, 1, 17, 9]
+    backend = TransformersBackend(model, tokenizer)
+    settings = GenerationSettings(max_new_tokens=20, batch_size=4)
+    backend.generate(prompts, num_candidates=1, settings=settings, max_new_tokens=limits)
+    single = backend.last_stats.token_ids
+    backend.generate(prompts, num_candidates=3, settings=settings, max_new_tokens=limits)
+    assert backend.last_stats.shared_prefix is shared_prefix
+    assert backend.last_stats.token_ids == [tokens * 3 for tokens in single]
+    assert model.config._attn_implementation == "sdpa"  # switched back after the decode steps
+    for prompt, tokens, limit in zip(prompts, single, limits):
+        assert tokens == [reference_greedy(model, tokenizer, prompt, limit)]
+
+
 def test_sampling_follows_temperature(sharp_model):
     model, tokenizer = sharp_model
     prompts = chat_prompts(tokenizer)[:2]
@@ -276,6 +297,16 @@ def test_decode_loop_name_is_checked(tiny_model):
 
 
 # ---------------------------------------------------------------------- the Rewriter's token limits
+def test_length_groups():
+    from hf_patchdist.generation.base import length_groups
+
+    assert length_groups([5, 100, 98, 6, 97]) == [[1, 2, 4], [3, 0]]  # longest first, little padding
+    assert length_groups([10, 9, 8, 7], max_rows=2) == [[0, 1], [2, 3]]
+    assert length_groups([300] * 5, max_tokens=900) == [[0, 1, 2], [3, 4]]
+    assert length_groups([2000, 10], max_tokens=900) == [[0], [1]]
+    assert length_groups([]) == []
+
+
 def test_token_limit_rule():
     settings = GenerationSettings()
     assert settings.token_limit(60) == 122  # ceil(1.5 * 60 + 32)
