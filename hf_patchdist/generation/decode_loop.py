@@ -7,8 +7,9 @@ drives the model's forward pass over a KV cache instead:
 
 * the prompts of a batch (sorted by decreasing length) are prefilled in micro-batches of similar
   length, whose caches are joined, left-padded, into one;
-* the K candidates of a prompt share its prefill: the cache is expanded K times
-  (``Cache.batch_repeat_interleave``) after one forward over the prompt;
+* the K candidates of a prompt share its prefill, and, for plain-attention architectures, its
+  keys and values during the decode too (:mod:`~hf_patchdist.generation.shared_prefix`); other
+  models get the cache expanded K times (``Cache.batch_repeat_interleave``) after one prefill;
 * a row that finished (end-of-sequence token, a complete final-answer line by ``stop``, or its own
   token limit) leaves the batch (``Cache.batch_select_indices``) with its attention-mask and
   position rows, so each decode step computes only unfinished rows;
@@ -384,7 +385,7 @@ class DecodeLoop:
         target.set_attn_implementation(SHARED_ATTENTION)
         if target.config._attn_implementation != SHARED_ATTENTION:  # the decode steps would read half the cache
             target.set_attn_implementation(previous)
-            raise RuntimeError(f"{type(target).__name__} did not switch to shared-prefix attention")
+            raise CacheLoopUnsupported(f"{type(target).__name__} did not switch to shared-prefix attention")
         try:
             yield
         finally:
