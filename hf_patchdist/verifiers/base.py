@@ -98,7 +98,7 @@ class Verifier(abc.ABC):
             words or more, before it fails with ``"copies_reference"``. Off (``None``) by default:
             a copy of the expert answer is a correct answer, and keeping it changes nothing. For
             GRPO it is not a rewrite but the cheapest feasible candidate, and a rewriter retrained
-            under the question-copy check learned to emit it (:class:`RewriterTrainingConfig`
+            under the question-copy check learned to emit it (:class:`RewriterGRPOConfig`
             turns it on at 0.9).
 
     Example:

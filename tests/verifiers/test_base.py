@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from verifier_cases import GSM8K_ROWS, INSTRUCTION, MADDIE_STEPS, NATALIA, NATALIA_REWRITE, TRAIN_800
+from .verifier_cases import GSM8K_ROWS, INSTRUCTION, MADDIE_STEPS, NATALIA, NATALIA_REWRITE, TRAIN_800
 
 from hf_patchdist.verifiers import GRPO_GATE, MathVerifier, get_verifier
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from verifier_cases import NATALIA, NATALIA_REWRITE
+from .verifier_cases import NATALIA, NATALIA_REWRITE
 
 from hf_patchdist.verifiers import MathVerifier
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from verifier_cases import NATALIA, NATALIA_REWRITE
+from .verifier_cases import NATALIA, NATALIA_REWRITE
 
 from hf_patchdist.verifiers import MathVerifier, extract_math_answer, math_answers_equal
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from verifier_cases import BETTY, MADDIE_STEPS, TRAIN_800
+from .verifier_cases import BETTY, MADDIE_STEPS, TRAIN_800
 
 from hf_patchdist.verifiers import MathVerifier
 

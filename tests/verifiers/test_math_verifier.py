@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from verifier_cases import BETTY, GSM8K_ROWS, NATALIA, NATALIA_REWRITE, TRAIN_800, WENG
+from .verifier_cases import BETTY, GSM8K_ROWS, NATALIA, NATALIA_REWRITE, TRAIN_800, WENG
 
 from hf_patchdist.verifiers import MathVerifier, VerificationResult, extract_math_answer, math_answers_equal
 

@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from verifier_cases import ends_with_reference
+from .verifier_cases import ends_with_reference
 
 from hf_patchdist.verifiers import (
     VERIFIERS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from verifier_cases import ends_with_reference
+from .verifier_cases import ends_with_reference
 
 from hf_patchdist.verifiers import CallableVerifier, ExactMatchVerifier, RegexVerifier, VerificationResult, get_verifier
 
@@ -69,7 +69,7 @@ def test_callable_verifier_rejects_bad_return_values():
 
 def test_to_dict_of_a_callable():
     config = get_verifier(ends_with_reference).to_dict()
-    assert config["callable"] == "verifier_cases:ends_with_reference"
+    assert config["callable"] == "verifiers.verifier_cases:ends_with_reference"
     lam = get_verifier(lambda c, r: True)
     assert lam.to_dict()["callable"] is None
     with pytest.raises(ValueError, match="not importable"):

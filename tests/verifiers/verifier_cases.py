@@ -1,12 +1,7 @@
 """GSM8K rows, rewrites and a verifier function shared by the verifier tests.
 
-They parametrize tests, so they are module constants rather than fixtures: the tests import them
-with ``from verifier_cases import ...``, as ``tests/test_hub.py`` imports ``hub_server``. pytest's
-default "prepend" import mode puts this folder on ``sys.path`` for every test file in it. There is
-no ``conftest.py`` here on purpose: with no ``__init__.py`` files, a second ``conftest`` module would
-replace ``tests/conftest.py`` in ``sys.modules`` and break ``from conftest import ...`` elsewhere.
-The test files all sit in this folder (``test_math_*.py`` for ``hf_patchdist.verifiers.math``), so
-that this module is importable from each of them; their names must stay unique across ``tests/``.
+They parametrize tests, so they are module constants rather than fixtures: the test modules of this
+package import them with ``from .verifier_cases import ...``.
 """
 
 from __future__ import annotations
@@ -119,5 +114,5 @@ MADDIE_STEPS = (
 
 
 def ends_with_reference(candidate: str, reference: str) -> bool:
-    """A verifier function that can be imported back (``"verifier_cases:ends_with_reference"``)."""
+    """A verifier function that can be imported back (``"verifiers.verifier_cases:ends_with_reference"``)."""
     return candidate.strip().lower().endswith(reference.strip().lower())
