@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from ..formats import QAExample
 from ..generation.base import GenerationSettings
 from ..models import DEFAULT_MODEL
+from ..verifiers.text_checks import strip_calculator_annotations
 
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ DEFAULT_PROMPT_TEMPLATE = (
     "End with the final answer on its own line, exactly in this form: {final_line}"
 )
 
-_ANNOTATION = re.compile(r"<<[^<>]*>>")
 
 
 @dataclass
@@ -122,11 +121,6 @@ class RewriterConfig:
             return cls.from_dict(json.loads(path.read_text()))
         except (json.JSONDecodeError, TypeError) as error:
             raise ValueError(f"{path} is not a valid {REWRITER_CONFIG_NAME}: {error}") from error
-
-
-def strip_calculator_annotations(text: str) -> str:
-    """Remove GSM8K ``<<48/2=24>>`` calculator annotations."""
-    return _ANNOTATION.sub("", text)
 
 
 def final_answer_line(answer: str) -> str:

@@ -34,7 +34,7 @@ from .text_checks import (
     _phrase_regex,
     _repeated_line,
     _shared_runs,
-    _strip_annotations,
+    strip_calculator_annotations,
 )
 
 
@@ -208,7 +208,7 @@ class Verifier(abc.ABC):
                     f"{copied:.0%} of the question's words are copied verbatim, at most {allowed:.0%} allowed",
                 )
         if self.max_reference_copy is not None and isinstance(reference, str):
-            copied, _ = _shared_runs(_strip_annotations(reference), text, self.copy_min_words)
+            copied, _ = _shared_runs(strip_calculator_annotations(reference), text, self.copy_min_words)
             if copied > self.max_reference_copy:
                 return _fail(
                     "copies_reference",

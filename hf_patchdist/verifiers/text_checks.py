@@ -23,18 +23,18 @@ import math
 import re
 from functools import lru_cache
 
-_ANNOTATION_RE = re.compile(r"<<[^<>\n]*>>")
+ANNOTATION_RE = re.compile(r"<<[^<>\n]*>>")
 _NUMBER_RE = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d])(?:\s?%)?|(?<![\w.])\.\d+")
 _WORD_RE = re.compile(r"\S+")
 
 
-def _strip_annotations(text: str) -> str:
+def strip_calculator_annotations(text: str) -> str:
     """Remove GSM8K calculator annotations ``<<48/2=24>>``."""
-    return _ANNOTATION_RE.sub("", text)
+    return ANNOTATION_RE.sub("", text)
 
 
 def _word_count(text: str) -> int:
-    return len(_WORD_RE.findall(_strip_annotations(text)))
+    return len(_WORD_RE.findall(strip_calculator_annotations(text)))
 
 
 def _numbers_in(text: str) -> list[float]:
@@ -117,7 +117,7 @@ def _shared_runs(source: str, text: str, n: int) -> tuple[float, int]:
 def _repeated_line(text: str, min_words: int) -> str | None:
     """The first line of at least ``min_words`` words that occurs twice (normalised words), or None."""
     seen: set[tuple[str, ...]] = set()
-    for line in _strip_annotations(text).splitlines():
+    for line in strip_calculator_annotations(text).splitlines():
         words = tuple(_normalize_words(line))
         if len(words) < min_words:
             continue

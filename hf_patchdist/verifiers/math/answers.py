@@ -21,7 +21,7 @@ import re
 import threading
 
 from ..final_answer import _CLAUSE_WORDS, _boxed_kind, _boxed_spans, _Kind, _regex_kind
-from ..text_checks import _NUMBER_RE, _close, _strip_annotations
+from ..text_checks import _NUMBER_RE, _close, strip_calculator_annotations
 
 # --------------------------------------------------------------------------------------------
 # Final-answer lines
@@ -116,7 +116,7 @@ def extract_math_answer(text: str) -> str | None:
     answer_is = list(_LOOSE_ANSWER_IS_RE.finditer(text))
     if answer_is:
         return _clean_answer(answer_is[-1].group("ans"))
-    numbers = list(_NUMBER_RE.finditer(_strip_annotations(text)))
+    numbers = list(_NUMBER_RE.finditer(strip_calculator_annotations(text)))
     if numbers:
         return numbers[-1].group(0).strip()
     return None

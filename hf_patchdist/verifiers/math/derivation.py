@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from ..text_checks import _close, _numbers_in, _strip_annotations
+from ..text_checks import _close, _numbers_in, strip_calculator_annotations
 from .arithmetic import (
     _evaluate,
     _has_operator,
@@ -93,7 +93,7 @@ def _derived_results(text: str) -> list[float]:
     for match in _AFTER_EQUALS_RE.finditer(text):
         values.extend(_numbers_in(match.group(1)))
     last: tuple | None = None
-    for line in _strip_annotations(text).splitlines():
+    for line in strip_calculator_annotations(text).splitlines():
         values.extend(_assigned_values(line))
         for node in _bare_expressions(line):
             last = node
@@ -136,7 +136,7 @@ def _numbers_and_number_words(text: str) -> list[float]:
 def _stated_in_conclusion(body: str, answer: float, question: str | None) -> bool:
     """Whether the last line of ``body`` states ``answer`` (in digits or as a number word up to
     ninety) and the question does not write it in digits ("Thus, Brad's zip code is 11026.")."""
-    lines = [line for line in _strip_annotations(body).splitlines() if line.strip()]
+    lines = [line for line in strip_calculator_annotations(body).splitlines() if line.strip()]
     if not lines:
         return False
     known = _numbers_in(question) if isinstance(question, str) else []

@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from ..text_checks import _ANNOTATION_RE, _close, _strip_annotations
+from ..text_checks import ANNOTATION_RE, _close, strip_calculator_annotations
 from .arithmetic import (
     _evaluate,
     _format_number,
@@ -179,9 +179,9 @@ def _equation_holds(lhs: tuple, rhs: tuple, rel_tol: float) -> tuple[bool, float
 
 def _find_equations(text: str) -> Iterator[_Equation]:
     """Every explicit equation of ``text``: GSM8K annotations first, then the visible text."""
-    for annotation in _ANNOTATION_RE.finditer(text):
+    for annotation in ANNOTATION_RE.finditer(text):
         yield from _equations_in_line(annotation.group(0)[2:-2])
-    for line in _strip_annotations(text).splitlines():
+    for line in strip_calculator_annotations(text).splitlines():
         if "=" in line:
             yield from _equations_in_line(line)
 
@@ -189,7 +189,7 @@ def _find_equations(text: str) -> Iterator[_Equation]:
 def _equation_lines(text: str) -> dict[tuple[str, str], set[int]]:
     """The visible equations of ``text`` (left side parsed, right side as written) and their lines."""
     lines: dict[tuple[str, str], set[int]] = {}
-    for number, line in enumerate(_strip_annotations(text).splitlines()):
+    for number, line in enumerate(strip_calculator_annotations(text).splitlines()):
         if "=" in line:
             for equation in _equations_in_line(line):
                 key = (repr(equation.lhs), equation.rhs_options[-1][1].replace(" ", ""))

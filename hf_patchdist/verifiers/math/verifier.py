@@ -20,7 +20,7 @@ from typing import Any
 
 from ..base import VerificationResult, Verifier, _fail
 from ..final_answer import _locate_final_line
-from ..text_checks import _ANNOTATION_RE, _close, _numbers_in, _shared_runs, _strip_annotations, _word_count
+from ..text_checks import ANNOTATION_RE, _close, _numbers_in, _shared_runs, strip_calculator_annotations, _word_count
 from .answers import _MATH_KINDS, _numeric_value, extract_math_answer, math_answers_equal
 from .arithmetic import _format_number, _normalize_math_line
 from .derivation import _derived_results, _is_result, _stated_in_conclusion
@@ -230,7 +230,7 @@ class MathVerifier(Verifier):
         if self.min_intermediate_recall is not None:
             expected_values = _intermediate_results(reference)
             if expected_values:
-                found = _numbers_in(_strip_annotations(text))
+                found = _numbers_in(strip_calculator_annotations(text))
                 recalled = [v for v in expected_values if any(_close(v, abs(f), 1e-6) for f in found)]
                 recall = len(recalled) / len(expected_values)
                 if recall < self.min_intermediate_recall:
@@ -247,7 +247,7 @@ class MathVerifier(Verifier):
         """Words of ``text`` (annotations removed) not copied verbatim from the question."""
         words = _word_count(text)
         if question and self.max_question_copy is not None:
-            words -= _shared_runs(question, _strip_annotations(text), self.copy_min_words)[1]
+            words -= _shared_runs(question, strip_calculator_annotations(text), self.copy_min_words)[1]
         return words
 
     @staticmethod
@@ -264,10 +264,10 @@ class MathVerifier(Verifier):
         for sentence in _SENTENCE_SPLIT_RE.split(body):
             if not sentence.strip():
                 continue
-            if any(_EXPRESSION_RE.search(a.group(0)) for a in _ANNOTATION_RE.finditer(sentence)):
+            if any(_EXPRESSION_RE.search(a.group(0)) for a in ANNOTATION_RE.finditer(sentence)):
                 steps += 1
                 continue
-            visible = _strip_annotations(sentence)
+            visible = strip_calculator_annotations(sentence)
             normalized = _normalize_math_line(visible)
             if (
                 _EXPRESSION_RE.search(normalized)
