@@ -19,3 +19,8 @@ def is_vllm_available() -> bool:
 def is_matplotlib_available() -> bool:
     """Whether matplotlib can be imported (optional plots)."""
     return _is_package_available("matplotlib")
+
+
+def is_lm_eval_available() -> bool:
+    """Whether EleutherAI's lm-evaluation-harness (``lm_eval``) can be imported (optional evaluation engine)."""
+    return _is_package_available("lm_eval")

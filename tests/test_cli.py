@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 from conftest import GSM8K_ROWS
@@ -68,3 +69,69 @@ def test_evaluate_writes_a_report(tiny_model_dir, tmp_path, capsys):
     model = report["methods"]["model"]
     assert model["kl_general"] == 0.0 and model["kl_from_base"] == 0.0, "a model against itself"
     assert "forgetting_arc_easy" in model and (out / "gain_vs_forgetting.png").is_file()
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TINY_ARGS = ["--max-new-tokens", "4", "--kl-prompts", "2", "--kl-tokens", "3", "--dtype", "float32"]
+
+
+def test_evaluate_user_tasks_only(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    args = ["evaluate", "--model", tiny_model_dir, "--tasks", "", "--tasks-file", str(FIXTURES / "evaluation_tasks.yaml"), "--limit", "3", "--output", str(out), *TINY_ARGS]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "arc_easy_tiny acc_norm (n=3)" in printed and "gsm8k_tiny acc (n=3)" in printed
+    report = json.loads((out / "results.json").read_text())
+    model = report["methods"]["model"]
+    assert model["arc_easy_tiny_n"] == model["gsm8k_tiny_n"] == 3 and 0 <= model["arc_easy_tiny"] <= 1 and "arc_easy_tiny_raw" in model
+    assert "heldout_answer_nll" in model, "the user math task is the downstream task"
+    assert not {"gsm8k", "arc_easy", "hellaswag"} & set(model), "--tasks '' runs no built-in task"
+    assert report["config"]["tasks"] == ["arc_easy_tiny", "gsm8k_tiny"]
+    assert report["config"]["user_tasks"]["arc_easy_tiny"]["path"] == str(FIXTURES / "data" / "arc_easy_tiny.jsonl")
+
+
+def test_evaluate_rejects_bad_tasks_before_touching_the_output(tiny_model_dir, tmp_path):
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier results")
+    clash = tmp_path / "tasks.yaml"
+    clash.write_text(f"- name: arc_easy\n  kind: multiple_choice\n  path: {FIXTURES / 'data' / 'arc_easy_tiny.jsonl'}\n")
+    base = ["evaluate", "--model", tiny_model_dir, "--output", str(out), "--overwrite"]
+    cases = [
+        (["--tasks-file", str(clash)], r"tasks.yaml, entry 0 \('arc_easy'\), field 'name': 'arc_easy' is the name of a built-in task"),
+        (["--tasks", "gsm8k,gsm8k"], r"'gsm8k' is named twice"),
+        (["--tasks", "gsm8k,arc"], r"Unknown task 'arc'"),
+        (["--tasks", ""], r"nothing to evaluate"),
+        (["--tasks-file", str(tmp_path / "missing.yaml")], r"missing.yaml does not exist"),
+        (["--lm-eval-include-path", str(tmp_path)], r"--lm-eval-include-path needs --lm-eval-tasks"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(SystemExit, match=message):
+            main(base + extra)
+    assert (out / "keep.txt").read_text() == "earlier results"
+
+
+def test_evaluate_lm_eval_without_the_extra_says_how_to_install(tiny_model_dir, tmp_path, monkeypatch):
+    import hf_patchdist.import_utils as import_utils
+
+    monkeypatch.setattr(import_utils, "is_lm_eval_available", lambda: False)
+    with pytest.raises(SystemExit, match=r"pip install 'hf-patchdist\[lm-eval\]'"):
+        main(["evaluate", "--model", tiny_model_dir, "--lm-eval-tasks", "arc_easy", "--output", str(tmp_path / "eval")])
+
+
+def test_evaluate_with_lm_eval_tasks_and_a_base(tiny_model_dir, tmp_path, capsys):
+    pytest.importorskip("lm_eval")
+    from hf_patchdist.evaluation import write_lm_eval_task
+
+    include = write_lm_eval_task(tmp_path / "lm_tasks", "arc_easy_tiny_lm", FIXTURES / "data" / "arc_easy_tiny.jsonl")
+    out = tmp_path / "eval"
+    args = ["evaluate", "--model", tiny_model_dir, "--base", tiny_model_dir, "--tasks", "", "--tasks-file", str(FIXTURES / "evaluation_tasks.yaml"),
+            "--lm-eval-tasks", "arc_easy_tiny_lm", "--lm-eval-include-path", str(include), "--limit", "4", "--output", str(out), *TINY_ARGS]
+    assert main(args) == 0
+    assert "lm-eval arc_easy_tiny_lm (n=4)" in capsys.readouterr().out
+    methods = json.loads((out / "results.json").read_text())["methods"]
+    for name in ("model", "base"):
+        metrics = methods[name]
+        assert metrics["lm_eval/arc_easy_tiny_lm_n"] == 4
+        assert metrics["lm_eval/arc_easy_tiny_lm"] == pytest.approx(metrics["arc_easy_tiny"])  # the same items, the same conventions
+    assert "forgetting_lm_eval/arc_easy_tiny_lm" in methods["model"]
