@@ -109,7 +109,7 @@ def test_rows_that_cannot_be_rewritten_are_counted_not_silently_dropped(tiny_mod
 
 
 def test_under_accelerate_every_reward_call_sees_whole_groups(tiny_model_dir, tmp_path):
-    script = Path(__file__).parent / "scripts" / "grpo_under_accelerate.py"
+    script = Path(__file__).parents[1] / "scripts" / "grpo_under_accelerate.py"
     accelerate = Path(sys.executable).parent / "accelerate"
     # accelerate 1.15 runs `launch --cpu --num_processes 2` as ONE process (its simple launcher);
     # the torchrun launcher with ACCELERATE_USE_CPU gives two gloo processes on a CPU machine.

@@ -70,8 +70,34 @@ def test_evaluate_writes_a_report(tiny_model_dir, tmp_path, capsys):
     assert model["kl_general"] == 0.0 and model["kl_from_base"] == 0.0, "a model against itself"
     assert "forgetting_arc_easy" in model and (out / "gain_vs_forgetting.png").is_file()
 
+    # Against a different model, every sign is checked by hand from the two rows of the report: a model
+    # against an identical copy gives zeros whatever the conventions.
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+    perturbed_dir = tmp_path / "perturbed"
+    perturbed = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for parameter in perturbed.parameters():
+            parameter.add_(0.5 * torch.randn_like(parameter))
+    perturbed.save_pretrained(perturbed_dir)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(perturbed_dir)
+    out2 = tmp_path / "eval-perturbed"
+    args2 = [*args[:2], str(perturbed_dir), *args[3:]]
+    args2[args2.index("--output") + 1] = str(out2)
+    assert main(args2) == 0
+    report = json.loads((out2 / "results.json").read_text())
+    base, tuned = report["methods"]["base"], report["methods"]["model"]
+    assert tuned["kl_general"] > 0 and tuned["kl_from_base"] > 0, "KL(pi_0 || tuned) of a different model is positive"
+    assert tuned["heldout_answer_nll"] != base["heldout_answer_nll"]
+    assert tuned["heldout_nll_gain"] == pytest.approx(base["heldout_answer_nll"] - tuned["heldout_answer_nll"]), "gain = base NLL - tuned NLL"
+    assert tuned["gsm8k_gain"] == pytest.approx(tuned["gsm8k"] - base["gsm8k"]), "gain = tuned accuracy - base accuracy"
+    if base["arc_easy"]:
+        assert tuned["forgetting_arc_easy"] == pytest.approx((base["arc_easy"] - tuned["arc_easy"]) / base["arc_easy"])
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TINY_ARGS = ["--max-new-tokens", "4", "--kl-prompts", "2", "--kl-tokens", "3", "--dtype", "float32"]
 
 

@@ -16,7 +16,7 @@ from hf_patchdist.cli.sft import build_sft_trainer, parse_sft_args
 from hf_patchdist.cli.train_rewriter import build_rewriter_trainer, parse_train_rewriter_args
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 PARSE = {"sft": parse_sft_args, "train-rewriter": parse_train_rewriter_args}
 
