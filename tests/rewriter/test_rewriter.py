@@ -58,15 +58,18 @@ def test_rejected_rewrites_fall_back_with_their_reason(tiny_model, response, rea
 
 
 def test_echoed_instruction_is_rejected(tiny_model):
-    rewriter = make_rewriter(tiny_model, ["x"])
-    echo = (
-        "48/2 = 24 and 48 + 24 = 72. Solve the question step by step in your own words, using the reference "
-        "solution as a guide.\n#### 72"
-    )
-    rewriter.backend.responses = [echo]
+    # An echo of the instruction's last sentences, which hold no meta phrase ("in your own words",
+    # "reference solution" are checked first and would answer mentions_rewriting instead).
+    worked = "She sold 48/2 = 24 clips in May and 48 + 24 = 72 clips in all."
+    echo = f"{worked} Write every calculation as an equation. End with the final answer on its own line.\n#### 72"
+    rewriter = make_rewriter(tiny_model, [echo])
+    assert rewriter.verifier._meta_phrase_in(echo) is None, "the echo must reach the echo check"
     patched = make_dataset("plain", GSM8K_ROWS[:1]).map(rewriter, batched=True)
-    assert patched["patch_reason"][0] in {"echoes_instruction", "mentions_rewriting"}
+    assert patched["patch_reason"] == ["echoes_instruction"]
     assert patched["patch_source"] == ["fallback"]
+    # The same reasoning without the echoed sentences is accepted: the echo alone decides.
+    plain = make_dataset("plain", GSM8K_ROWS[:1]).map(make_rewriter(tiny_model, [f"{worked}\n#### 72"]), batched=True)
+    assert plain["patch_source"] == ["rewrite"]
 
 
 def test_trailing_text_is_trimmed(tiny_model):
