@@ -7,7 +7,8 @@ answer. Provenance goes into four columns that the rest of the project reads:
 
 * ``patch_source``: ``"rewrite"`` or ``"fallback"``;
 * ``patch_reason``: empty for a rewrite, else why the gate (or the input) refused;
-* ``patch_nll_original``: pi_0 NLL of the expert answer;
+* ``patch_nll_original``: pi_0 NLL of the expert answer (NaN for a row without a usable question or answer:
+  never None, so that a ``map`` batch of such rows still writes a float column);
 * ``patch_nll_kept``: pi_0 NLL of the answer that was kept.
 
 Without an adapter the Rewriter is the prompted-rewrite baseline; with a trained LoRA adapter it is
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 from collections import Counter
@@ -359,7 +361,7 @@ class Rewriter:
 
         outputs = []
         for i, row in enumerate(rows):
-            original_nll = nll_of.get((i, -1))
+            original_nll = nll_of.get((i, -1), math.nan)
             out: dict[str, Any] = {spec.answer_column: row.get(spec.answer_column)}
             if i in feasible:
                 best = min(range(len(feasible[i])), key=lambda k: nll_of[(i, k)])
