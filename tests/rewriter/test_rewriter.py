@@ -1,6 +1,7 @@
 import json
 import math
 import pickle
+from pathlib import Path
 
 import pytest
 from conftest import FORMATS, GOOD_REWRITES, GSM8K_ROWS, good_rewrite_for, make_dataset
@@ -182,10 +183,22 @@ def test_fingerprint_changes_with_options(tiny_model_dir):
     assert Rewriter(tiny_model_dir, question_column="q", answer_column="a").fingerprint() != base
 
 
+# GSM8K train rows 843, 844, 856, 878, 882 and 964, which the prompted rewriter (the embedded SmolLM2-135M,
+# no adapter) rewrote and the gate accepted in benchmarks/results/rewriter_vs_prompted_examples.json (docs/results.md,
+# "Trained vs. prompted rewriter"): still accepted by today's gate.
+REWRITABLE_ROWS = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "gsm8k_train_rewritable.jsonl"
+
+
 @pytest.mark.slow
 def test_real_default_model_rewrites_gsm8k():
+    rows = [json.loads(line) for line in REWRITABLE_ROWS.read_text().splitlines()]
     rewriter = Rewriter(show_progress=False)
-    patched = make_dataset("plain").map(rewriter, batched=True)
+    patched = make_dataset("plain", rows).map(rewriter, batched=True)
+    accepted = [i for i, source in enumerate(patched["patch_source"]) if source == "rewrite"]
+    assert accepted, f"no row rewritten: {patched['patch_reason']}"
+    for i in accepted:
+        assert patched["answer"][i] != rows[i]["answer"]
+        assert patched["answer"][i].strip().endswith(rows[i]["answer"].strip().splitlines()[-1]), "the same final line"
     assert set(patched["patch_source"]) <= {"rewrite", "fallback"}
     assert all(r == "" for s, r in zip(patched["patch_source"], patched["patch_reason"]) if s == "rewrite")
     assert all(r for s, r in zip(patched["patch_source"], patched["patch_reason"]) if s == "fallback")
