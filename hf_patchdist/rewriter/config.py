@@ -30,6 +30,9 @@ REWRITER_CONFIG_NAME = "rewriter_config.json"
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 REWRITER_FORMAT_VERSION = 1
 
+# Weights stored as pickles (torch.save, pickle): refused wherever they are found, since unpickling can run code.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
 PATCH_COLUMNS = ("patch_source", "patch_reason", "patch_nll_original", "patch_nll_kept")
 
 DEFAULT_PROMPT_TEMPLATE = (
@@ -157,7 +160,7 @@ def check_adapter_folder(folder: str | os.PathLike) -> None:
     folder = Path(folder)
     if (folder / ADAPTER_WEIGHTS_NAME).is_file():
         return
-    pickled = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file()) if folder.is_dir() else []
     if pickled:
         raise ValueError(
             f"The adapter in {folder} is stored as a pickle ({', '.join(pickled)}); hf-patchdist loads "

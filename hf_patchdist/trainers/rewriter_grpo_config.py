@@ -51,7 +51,9 @@ class RewriterGRPOConfig(GRPOConfig):
             on. It also fails a candidate that copies more than 90% of the expert answer verbatim: that copy
             always passes the gate, so without the check GRPO converges on it (a 30-step retraining of the
             GSM8K rewriter did: 110 of its 169 accepted rewrites were the expert answer word for word). The
-            deterministic reasoning checks stay on unless you switch them off in the verifier options.
+            deterministic reasoning checks stay on unless you switch them off in the verifier options. The
+            rewriter saved after training keeps the Stage II gate (:func:`~hf_patchdist.verifiers.stage_ii_gate`):
+            the same checks, trailing text trimmed and copies of the expert answer kept.
         judge_model (`str` or `None`, defaults to `None`):
             Adds the LLM judge of the paper to the gate. ``"pi0"`` judges with the backbone itself (adapter
             disabled); any other value names a separate judge model. ``None`` disables the judge.

@@ -16,7 +16,7 @@ from ..models import DEFAULT_MODEL, base_model_record, load_model_and_tokenizer
 from ..rewards import GroupReward, PatchReward
 from ..rewriter import Rewriter, RewriterConfig, build_prompt_messages
 from ..scoring import QAScorer
-from ..verifiers import get_verifier
+from ..verifiers import get_verifier, stage_ii_gate
 from .rewriter_grpo_config import RewriterGRPOConfig
 
 
@@ -173,10 +173,9 @@ class RewriterTrainer(GRPOTrainer):
         if isinstance(model, (str, os.PathLike)):
             name = str(model)
         record = base_model_record(name) if name else {"base_model": getattr(model.config, "_name_or_path", "")}
-        verifier = get_verifier(args.verifier).to_dict()
-        # The saved rewriter trims trailing text at data-building time (Stage II); strictness is a
-        # training-time setting only.
-        verifier = {**verifier, "strict": False} if "strict" in verifier else verifier
+        # The saved rewriter keeps the Stage II gate: the training gate without its GRPO-only checks
+        # (trailing text is trimmed at data-building time, and a copy of the expert answer is kept).
+        verifier = stage_ii_gate(get_verifier(args.verifier).to_dict())
         return RewriterConfig(
             **record,
             prompt_template=args.prompt_template,

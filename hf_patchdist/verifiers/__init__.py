@@ -45,7 +45,7 @@ Final-answer lines, and when :meth:`Verifier.final_answer_end` reports one as co
 
 Modules (each imports only the ones listed before it):
 
-- :mod:`~hf_patchdist.verifiers.presets`: :data:`GRPO_GATE`, :data:`DEFAULT_META_PHRASES`;
+- :mod:`~hf_patchdist.verifiers.presets`: :data:`GRPO_GATE`, :func:`stage_ii_gate`, :data:`DEFAULT_META_PHRASES`;
 - :mod:`~hf_patchdist.verifiers.text_checks`: text helpers of the generic checks;
 - :mod:`~hf_patchdist.verifiers.final_answer`: locating final-answer lines;
 - :mod:`~hf_patchdist.verifiers.base`: :class:`VerificationResult`, :class:`Verifier` (the generic
@@ -66,7 +66,7 @@ from .base import VERIFIERS, VerificationResult, Verifier
 from .math import MathVerifier, extract_math_answer, math_answers_equal
 from .choice import ChoiceVerifier
 from .simple import CallableVerifier, ExactMatchVerifier, RegexVerifier
-from .presets import DEFAULT_META_PHRASES, GRPO_GATE
+from .presets import DEFAULT_META_PHRASES, GRPO_GATE, stage_ii_gate
 from .registry import get_verifier
 
 __all__ = [
@@ -83,4 +83,5 @@ __all__ = [
     "extract_math_answer",
     "get_verifier",
     "math_answers_equal",
+    "stage_ii_gate",
 ]

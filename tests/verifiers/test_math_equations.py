@@ -50,7 +50,7 @@ def test_wrong_equation_on_the_way_to_the_right_answer_fails():
 
 
 @pytest.mark.parametrize(
-    ("line", "holds"),
+    ("line", "accepted"),
     [
         ("he pays 3*2*5=15 dollars", False),
         ("he pays 3*2*5=30 dollars", True),
@@ -80,10 +80,8 @@ def test_wrong_equation_on_the_way_to_the_right_answer_fails():
         ("Bea earned $2.50 - $2.24 = 26 cents more", True),
         ("The shift is 0900-0130 = 0730 hours", True),
         ("Then 192 / 1.2 = 1.2Y / 1.2 so 160 = Y", True),
-        ("10 ^ 400 = 3 is skipped rather than evaluated", True),
         # Unit words between numbers and operators; "x/day" is a unit, not a division by a word.
         ("each screen shows 8 hours/day / 2 hours/day = 4 movies/day", True),
-        ("each screen shows 4 movies/day * 2 hours/day = 8 movies/day", True),
         ("the theater shows 6 screens * 8 movies/day = 52 movies/day", False),
         ("the theater shows 6 screens * 8 movies/day = 48 movies/day", True),
         ("She pays 20 dollars per hour * 8 hours = 170 dollars", False),
@@ -100,7 +98,6 @@ def test_wrong_equation_on_the_way_to_the_right_answer_fails():
         ("Lazlo = 4 pounds - 6 ounces = 58 ounces", True),
         ("24 degrees / 3 degrees/5% increase = 8 5% increases", True),
         ("cupcakes for his 25 classmates + his 1 teacher + 1 himself = 27 people", True),
-        ("She needs to buy 4 packs of 10 cupcakes x 10 = 40 cupcakes", True),
         ("Algebra 2y + 3 = 11", True),
         # A line that is only "result = expression" is read backwards; a number used as a label is not.
         ("14 = 14 * 105 + 840", False),
@@ -108,16 +105,47 @@ def test_wrong_equation_on_the_way_to_the_right_answer_fails():
         ("72 = 48 + 24", True),
         ("72 = 48 + 24.", True),
         ("Day 2 = 5 * 3 = 15", True),
-        ("2 = 5 * 3 = 15", True),
         ("Week 2 = 5 * 3 dollars", True),
     ],
 )
-def test_equations_are_checked(line, holds):
+def test_equations_are_checked(line, accepted):
+    """Every line above is right or wrong as a reader reads it, and the gate agrees: ``accepted`` is both
+    whether the line's equations hold and whether the gate passes it (known exceptions: the next test)."""
     candidate = f"{line}\nTherefore the total is 72.\n#### 72"
     result = MathVerifier()(candidate, "Worked steps.\n#### 72")
-    assert result.passed is holds, (result.reason, result.detail)
-    if not holds:
+    assert result.passed is accepted, (result.reason, result.detail)
+    if not accepted:
         assert result.reason == "wrong_equation"
+
+
+# Lines a careful reader calls wrong that the gate lets through on purpose: each reading it skips is one
+# that, checked, would fail correct GSM8K solutions. Not a wish list: if the gate gets stricter on one of
+# them, move the line to test_equations_are_checked with accepted=False.
+KNOWN_LENIENT = [
+    # "^" with a huge exponent is not evaluated (it could blow up); the equation is skipped, not failed.
+    pytest.param("10 ^ 400 = 3 is skipped rather than evaluated", id="huge_power_skipped"),
+    # A bare number before "=" that has more after it is read as a label ("Day 2 = 5 * 3 = 15"), so
+    # "2 = 15" is never checked; only "5 * 3 = 15" is.
+    pytest.param("2 = 5 * 3 = 15", id="leading_number_is_a_label"),
+    # A fractional result stated as a whole number passes when it is within 1 of the value, rounded down
+    # ("3 full boxes") or up ("needs 4 boxes"); the gate cannot tell which the sentence means.
+    pytest.param("She fills 10/3 = 4 full boxes", id="whole_number_within_one"),
+    # An expression that is a quantity "of" an earlier number is only the tail of the computation the
+    # author meant (4 packs of 10 = 40), so "10 cupcakes x 10 = 40" is skipped.
+    pytest.param("She needs to buy 4 packs of 10 cupcakes x 10 = 40 cupcakes", id="quantity_of_a_number_skipped"),
+    # Units are words: only the numbers are checked, so 4 * 2 = 8 passes whatever "movies/day * hours/day" gives.
+    pytest.param("each screen shows 4 movies/day * 2 hours/day = 8 movies/day", id="units_not_checked"),
+]
+
+
+@pytest.mark.parametrize("line", KNOWN_LENIENT)
+def test_known_lenient_equations_pass_the_gate(line):
+    """False as written, accepted by the gate: it skips what it cannot read reliably (huge powers, labels,
+    tails of longer computations, units) and accepts whole-number roundings either way, rather than
+    reject correct solutions written that way. The reasoning and final-answer checks still apply."""
+    candidate = f"{line}\nTherefore the total is 72.\n#### 72"
+    result = MathVerifier()(candidate, "Worked steps.\n#### 72")
+    assert result.passed, (result.reason, result.detail)
 
 
 def test_equation_tolerance_is_configurable():
