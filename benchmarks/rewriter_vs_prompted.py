@@ -7,6 +7,10 @@ rewrites), target NLL (mean pi_0 NLL of the kept targets, fallbacks included) an
 reasons, plus ``nll_ratio`` = accepted NLL of the RL rewriter over the prompted one's (goal <= 0.85
 with acceptance no lower). pi_0 is the same backbone in both cases, so the NLLs are comparable.
 
+``goals`` records each part of the goal: ``nll_ratio`` (``nll_ratio <= 0.85``; false when either
+rewriter accepted nothing) and ``acceptance_no_lower`` (``acceptance_rl >= acceptance_prompted``);
+``meets_goal`` is true only when both are.
+
 Prints one JSON object on its last line and writes it to ``benchmarks/results/rewriter_vs_prompted.json``;
 ``--examples`` also writes a few accepted rewrites of each rewriter for the docs.
 """
@@ -24,6 +28,16 @@ from hf_patchdist.rewriter import Rewriter
 from hf_patchdist.patch_statistics import PatchStatistics
 
 ROOT = Path(__file__).resolve().parents[1]
+GOAL_NLL_RATIO = 0.85
+
+
+def goal_check(nll_ratio: float | None, acceptance_rl: float, acceptance_prompted: float) -> dict:
+    """The docstring's goal, part by part, and whether all parts hold."""
+    goals = {
+        "nll_ratio": nll_ratio is not None and nll_ratio <= GOAL_NLL_RATIO,
+        "acceptance_no_lower": acceptance_rl >= acceptance_prompted,
+    }
+    return {"goal_nll_ratio": GOAL_NLL_RATIO, "goals": goals, "meets_goal": all(goals.values())}
 
 
 def run(rewriter: Rewriter, dataset, batch_size: int) -> tuple[dict, list[dict], float]:
@@ -77,6 +91,7 @@ def main() -> None:
         "mean_accepted_words_prompted": sum(len(r["answer"].split()) for r in prompted_accepted) / max(len(prompted_accepted), 1),
         "seconds": {"prompted": prompted_seconds, "rl": rl_seconds},
     }
+    result.update(goal_check(result["nll_ratio"], result["acceptance_rl"], result["acceptance_prompted"]))
     Path(args.examples).write_text(
         json.dumps({"prompted": prompted_accepted, "rl": rl_accepted}, indent=2, ensure_ascii=False) + "\n"
     )

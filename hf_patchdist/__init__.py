@@ -9,9 +9,9 @@ neither torch, transformers, datasets nor TRL, and a trainer brings TRL in only 
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .import_utils import lazy_exports
 
 
 __version__ = "0.1.0"
@@ -106,22 +106,4 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
-    if name in _DEPRECATED:
-        new = _DEPRECATED[name]
-        warnings.warn(
-            f"`{name}` is deprecated and will be removed in the next release; use `{new}` (same class).",
-            FutureWarning,
-            stacklevel=2,
-        )
-        return __getattr__(new)
-    module = _NAME_TO_MODULE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # the next access costs nothing
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _NAME_TO_MODULE, _DEPRECATED)

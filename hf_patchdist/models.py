@@ -255,6 +255,7 @@ def load_model_and_tokenizer(
     device: str | None = None,
     revision: str | None = None,
     token: str | None = None,
+    **from_pretrained_kwargs: Any,
 ):
     """Load a causal LM and its tokenizer from the embedded alias, a local folder or a Hub id.
 
@@ -264,6 +265,8 @@ def load_model_and_tokenizer(
         device: ``"cpu"``, ``"cuda"``...; None picks a GPU when one is visible.
         revision: Hub revision.
         token: Hub token.
+        **from_pretrained_kwargs: More arguments of the model's ``from_pretrained`` (``attn_implementation``,
+            ``trust_remote_code``...).
 
     Returns:
         ``(model, tokenizer)``, the model in eval mode on ``device``.
@@ -279,7 +282,7 @@ def load_model_and_tokenizer(
     tokenizer = load_tokenizer(name, revision=revision, token=token)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            resolve_model_path(name), dtype=torch_dtype, revision=revision, token=token
+            resolve_model_path(name), dtype=torch_dtype, revision=revision, token=token, **from_pretrained_kwargs
         )
     except (OSError, ValueError) as error:
         _raise_unresolvable(name, error)

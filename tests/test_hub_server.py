@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures.hub_server import DUMMY_TOKEN, USER, BlockedNetworkError, HubServer, hub_server_env
+from fixtures.hub_server import DUMMY_TOKEN, ORG, USER, BlockedNetworkError, HubServer, hub_server_env
 
 REPO = f"{USER}/rewriter"
 
@@ -195,6 +195,40 @@ def test_dataset_push_to_hub_and_load_dataset(hub_env):
     assert both["test"].num_rows == 2
     assert DatasetCard.load(repo).data.dataset_info["splits"][1]["num_examples"] == 2
     assert hub_env.blocked == []  # nothing tried to leave 127.0.0.1 (datasets-server, s3 download counts...)
+
+
+def test_the_token_writes_only_its_own_namespace_and_orgs(hub_env):
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi()
+    me = api.whoami()
+    assert me["name"] == USER and [org["name"] for org in me["orgs"]] == [ORG]
+    api.create_repo(f"{ORG}/shared")
+    api.upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id=f"{ORG}/shared")
+    assert hub_env.list_files(f"{ORG}/shared") == [".gitattributes", "config.json"]
+
+    for repo_type in ("model", "dataset"):
+        with pytest.raises(HfHubHTTPError) as err:
+            api.create_repo("someone-else/new", repo_type=repo_type)
+        assert err.value.response.status_code == 403
+        assert f'rights to create a {repo_type} under the namespace "someone-else"' in err.value.server_message
+    assert ("model", "someone-else/new") not in hub_env.repos
+
+    # A repo someone else owns (seeded server-side): readable, not writable, not deletable.
+    hub_env.create_repo("model", "someone-else/theirs")
+    api.create_repo("someone-else/theirs", exist_ok=True)  # the client sees it exists and goes on
+    assert api.list_repo_files("someone-else/theirs") == [".gitattributes"]
+    with pytest.raises(HfHubHTTPError) as err:
+        api.upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id="someone-else/theirs")
+    assert err.value.response.status_code == 403
+    with pytest.raises(HfHubHTTPError) as err:
+        api.create_branch("someone-else/theirs", branch="v2")
+    assert err.value.response.status_code == 403
+    with pytest.raises(HfHubHTTPError) as err:
+        api.delete_repo("someone-else/theirs")
+    assert err.value.response.status_code == 403
+    assert hub_env.list_files("someone-else/theirs") == [".gitattributes"] and "v2" not in hub_env.repo("someone-else/theirs").refs
 
 
 def test_not_found_errors(hub_env, tmp_path):

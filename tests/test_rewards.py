@@ -21,10 +21,6 @@ def sigmoid(x):
     return 1 / (1 + math.exp(-x))
 
 
-def test_groups_follow_row_ids_not_prompt_text():
-    assert group_indices([7, 7, 3, 3, 7]) == [[0, 1, 4], [2, 3]]
-
-
 def test_alignment_uses_only_feasible_candidates_with_population_std():
     nll = [1.0, 2.0, 100.0, 4.0]
     feasible = [True, True, False, True]
@@ -82,23 +78,118 @@ def _columns(n_groups, k):
     }
 
 
+# Feasible rewrites of the Natalia row (GSM8K_ROWS[0]) under the GRPO gate, each worded differently.
+NATALIA_REWRITES = [
+    GOOD_REWRITES[72],
+    "Half of 48 is 48 / 2 = 24. So 24 + 48 = 72 clips were sold.\n#### 72",
+    "April gave 48 clips; May gave 48 / 2 = 24 clips; the sum is 48 + 24 = 72.\n#### 72",
+    "In May she sold 48 / 2 = 24 clips, so in all 48 + 24 = 72.\n#### 72",
+    "May: 48 / 2 = 24 clips. Both months: 48 + 24 = 72 clips.\n#### 72",
+    "She sold 48 clips first and 48 / 2 = 24 clips next, which makes 48 + 24 = 72.\n#### 72",
+]
+
+
+def pi0_scores(model, tokenizer, question, texts):
+    """NLL and embedding of each text under pi_0 given QA(q), one text per QAScorer call (no batching effects)."""
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+    scorer = QAScorer(model, tokenizer)
+    nll, embeddings = [], []
+    for text in texts:
+        out = scorer.score([prompt], [text])
+        nll.append(out.nll[0])
+        embeddings.append([float(x) for x in out.embeddings[0]])
+    return nll, embeddings
+
+
+def written_out_rewards(nll, embeddings, feasible, row_ids, lambda_dist, lambda_div, eps=1e-6):
+    """The paper's formulas, written out here (not the module's helpers), per group of row ids.
+
+    r_dist = sigmoid(-(l_i - mean_F) / (std_F + eps)), population std over the group's feasible set F;
+    r_div = max(0, D(F) - D(F minus i)), D = mean pairwise (1 - cos) / 2 (0 below two items);
+    r = r_task * (1 + lambda_dist * r_dist + lambda_div * r_div).
+    """
+
+    def cos(a, b):
+        return sum(x * y for x, y in zip(a, b)) / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+    def spread(members):
+        pairs = [(a, b) for k, a in enumerate(members) for b in members[k + 1 :]]
+        return sum((1 - cos(embeddings[a], embeddings[b])) / 2 for a, b in pairs) / len(pairs) if pairs else 0.0
+
+    n = len(nll)
+    r_dist, r_div = [0.0] * n, [0.0] * n
+    for row_id in set(row_ids):
+        members = [i for i in range(n) if row_ids[i] == row_id and feasible[i]]
+        if not members:
+            continue
+        mean = sum(nll[i] for i in members) / len(members)
+        std = math.sqrt(sum((nll[i] - mean) ** 2 for i in members) / len(members))
+        whole = spread(members)
+        for i in members:
+            r_dist[i] = sigmoid(-(nll[i] - mean) / (std + eps))
+            r_div[i] = max(0.0, whole - spread([j for j in members if j != i]))
+    totals = [(1 + lambda_dist * d + lambda_div * v) if ok else 0.0 for ok, d, v in zip(feasible, r_dist, r_div)]
+    return totals, r_dist, r_div
+
+
+def test_groups_follow_row_ids_not_prompt_text(tiny_model):
+    """Two rows with the same question are two groups: each is normalised on its own, whatever the order."""
+    model, tokenizer = tiny_model
+    row = GSM8K_ROWS[0]
+    # Interleaved: row id 7 gets rewrites 0-2, row id 3 gets rewrites 3-5, and one infeasible candidate each.
+    texts = [NATALIA_REWRITES[0], NATALIA_REWRITES[3], NATALIA_REWRITES[1], "#### 72", NATALIA_REWRITES[4],
+             NATALIA_REWRITES[2], NATALIA_REWRITES[5], "words only"]
+    row_ids = [7, 3, 7, 3, 3, 7, 3, 7]
+    nll, embeddings = pi0_scores(model, tokenizer, row["question"], texts)
+    feasible = [t in NATALIA_REWRITES for t in texts]
+    _, r_dist, r_div = written_out_rewards(nll, embeddings, feasible, row_ids, 0.35, 0.5)
+
+    def call(order):
+        reward = PatchReward(scorer=QAScorer(model, tokenizer), lambda_dist=0.35, lambda_div=0.5)
+        totals = reward(prompts=["p"] * len(order), completions=[texts[i] for i in order], question=[row["question"]] * len(order),
+                        expert_answer=[row["answer"]] * len(order), patch_row_id=[row_ids[i] for i in order])
+        parts = reward.last_components
+        # keyed by (row id, text): the same candidate of the same row must get the same reward in any order
+        return {(row_ids[i], texts[i]): (totals[k], parts["r_dist"][k], parts["r_div"][k]) for k, i in enumerate(order)}
+
+    first = call(list(range(len(texts))))
+    for i, text in enumerate(texts):
+        total, dist, div = first[(row_ids[i], text)]
+        assert dist == pytest.approx(r_dist[i], abs=1e-4) and div == pytest.approx(r_div[i], abs=1e-4), (i, text)
+    for row_id in (7, 3):  # z-normalised inside each row's three feasible candidates, not over all six
+        group = [r_dist[i] for i in range(len(texts)) if row_ids[i] == row_id and feasible[i]]
+        z = [math.log(d / (1 - d)) for d in group]
+        assert sum(z) == pytest.approx(0.0, abs=1e-3) and sum(v * v for v in z) / 3 == pytest.approx(1.0, abs=1e-3)
+
+    shuffled = [5, 3, 0, 6, 7, 2, 4, 1]
+    second = call(shuffled)
+    assert second.keys() == first.keys()
+    for key in first:
+        assert second[key] == pytest.approx(first[key], abs=1e-5), key
+
+
 def test_patch_reward_matches_the_formula(tiny_model):
     model, tokenizer = tiny_model
-    alt72 = "Half of 48 is 48 / 2 = 24. So 24 + 48 = 72 clips were sold.\n#### 72"
+    alt72 = NATALIA_REWRITES[1]
     completions = [GOOD_REWRITES[72], "The answer is 72.\n#### 72", alt72, GOOD_REWRITES[10], "#### 11", "words only"]
     columns = _columns(2, 3)
     logged = {}
     reward = PatchReward(scorer=QAScorer(model, tokenizer), lambda_dist=0.35, lambda_div=0.5)
     totals = reward(prompts=["p"] * 6, completions=completions, log_metric=lambda k, v: logged.__setitem__(k, v), **columns)
 
-    gate = TaskConsistencyReward()(prompts=["p"] * 6, completions=completions, **columns)
-    assert gate == [1.0, 0.0, 1.0, 1.0, 0.0, 0.0]
-    r_dist = QAStyleAlignmentReward(scorer=QAScorer(model, tokenizer))(prompts=["p"] * 6, completions=completions, **columns)
-    r_div = DiversityReward(scorer=QAScorer(model, tokenizer))(prompts=["p"] * 6, completions=completions, **columns)
-    expected = [g * (1 + 0.35 * d + 0.5 * v) for g, d, v in zip(gate, r_dist, r_div)]
-    assert totals == pytest.approx(expected)
+    feasible = [True, False, True, True, False, False]  # no reasoning, wrong final answer, no final answer
+    assert reward.last_components["r_task"] == [float(ok) for ok in feasible]
+    nll, embeddings = [None] * 6, [None] * 6
+    for i, (question, text) in enumerate(zip(columns["question"], completions)):
+        if feasible[i]:
+            (nll[i],), (embeddings[i],) = pi0_scores(model, tokenizer, question, [text])
+    expected, r_dist, r_div = written_out_rewards(nll, embeddings, feasible, columns["patch_row_id"], 0.35, 0.5)
+    assert totals == pytest.approx(expected, abs=1e-4)
+    assert reward.last_components["r_dist"] == pytest.approx(r_dist, abs=1e-4)
+    assert reward.last_components["r_div"] == pytest.approx(r_div, abs=1e-4)
     assert totals[1] == totals[4] == totals[5] == 0.0, "gating zeroes infeasible candidates"
-    assert r_dist[3] == 0.5 and r_div[3] == 0.0, "a lone feasible candidate"
+    assert reward.last_components["r_dist"][3] == 0.5 and reward.last_components["r_div"][3] == 0.0, "a lone feasible candidate"
+    assert totals[3] == pytest.approx(1 + 0.35 * 0.5)
     assert r_dist[0] + r_dist[2] == pytest.approx(1.0), "two feasible: z = +-1"
     assert r_div[0] == pytest.approx(r_div[2]) and r_div[0] > 0
     assert logged["patch/feasible_fraction"] == pytest.approx(0.5)
@@ -134,7 +225,8 @@ def test_missing_columns_are_named():
 
 
 def test_rewards_are_not_modules_and_have_names():
-    for cls in (TaskConsistencyReward, QAStyleAlignmentReward, DiversityReward, PatchReward):
+    names = {TaskConsistencyReward: "r_task", QAStyleAlignmentReward: "r_dist", DiversityReward: "r_div", PatchReward: "patch_reward"}
+    for cls, name in names.items():
         reward = cls()
         assert not isinstance(reward, torch.nn.Module)
-        assert reward.__name__ in {"r_task", "r_dist", "r_div", "patch_reward"}
+        assert reward.__name__ == name, cls

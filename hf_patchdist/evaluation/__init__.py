@@ -23,6 +23,9 @@ a markdown table and a PNG plot (:func:`write_report`).
 The modules, one job each (everything is importable from ``hf_patchdist.evaluation``):
 
 * :mod:`~hf_patchdist.evaluation.tasks`: task specs, Hub/local data and the loaded items;
+* :mod:`~hf_patchdist.evaluation.task_files`: user task files (YAML/JSON lists of task specs);
+* :mod:`~hf_patchdist.evaluation.lm_eval_harness`: EleutherAI's lm-evaluation-harness as an optional
+  engine for multiple-choice benchmarks (``pip install 'hf-patchdist[lm-eval]'``);
 * :mod:`~hf_patchdist.evaluation.config`: :class:`EvaluationConfig`;
 * :mod:`~hf_patchdist.evaluation.metrics`: the accuracy metrics, forgetting and the comparison with the base;
 * :mod:`~hf_patchdist.evaluation.likelihood`: measures by forward pass (continuation log-probabilities,
@@ -36,10 +39,22 @@ from __future__ import annotations
 
 from .config import EvaluationConfig
 from .likelihood import answer_nll, continuation_log_probs, encode_continuations, evaluate_multiple_choice, kl_divergence
+from .lm_eval_harness import (
+    LM_EVAL_INSTALL_HINT,
+    LM_EVAL_PREFIX,
+    lm_eval_metrics,
+    lm_eval_task_keys,
+    lm_eval_task_manager,
+    lm_eval_task_yaml,
+    require_lm_eval,
+    run_lm_eval,
+    write_lm_eval_task,
+)
 from .metrics import MathAnswerAccuracy, MultipleChoiceAccuracy, compare_to_base, forgetting, math_answer_correct
-from .report import REPORT_COLUMNS, markdown_table, plot_gain_vs_forgetting, write_json, write_report
+from .report import REPORT_COLUMNS, markdown_table, plot_gain_vs_forgetting, task_columns, write_json, write_report
 from .runner import evaluate_model, run_evaluation
 from .sampling import build_kl_reference, evaluate_math_generation, generate_answers, kl_prompts, sample_continuations
+from .task_files import TASK_FILE_FIELDS, combine_tasks, load_task_file, task_spec_dict
 from .tasks import (
     CHOICE_DELIMITER,
     DEFAULT_TASKS,
@@ -60,9 +75,12 @@ from .tasks import (
 __all__ = [
     "CHOICE_DELIMITER",
     "DEFAULT_TASKS",
+    "LM_EVAL_INSTALL_HINT",
+    "LM_EVAL_PREFIX",
     "QUESTION_QUERY_TEMPLATE",
     "REPORT_COLUMNS",
     "TASKS",
+    "TASK_FILE_FIELDS",
     "EvaluationConfig",
     "MathAnswerAccuracy",
     "MultipleChoiceAccuracy",
@@ -71,6 +89,7 @@ __all__ = [
     "TaskSpec",
     "answer_nll",
     "build_kl_reference",
+    "combine_tasks",
     "compare_to_base",
     "continuation_log_probs",
     "encode_continuations",
@@ -82,6 +101,11 @@ __all__ = [
     "get_task",
     "kl_divergence",
     "kl_prompts",
+    "lm_eval_metrics",
+    "lm_eval_task_keys",
+    "lm_eval_task_manager",
+    "lm_eval_task_yaml",
+    "load_task_file",
     "load_task_rows",
     "load_tasks",
     "markdown_table",
@@ -89,10 +113,15 @@ __all__ = [
     "normalize_hub_arc",
     "normalize_hub_hellaswag",
     "plot_gain_vs_forgetting",
+    "require_lm_eval",
     "run_evaluation",
+    "run_lm_eval",
     "sample_continuations",
+    "task_columns",
+    "task_spec_dict",
     "to_math_items",
     "to_multiple_choice_items",
     "write_json",
+    "write_lm_eval_task",
     "write_report",
 ]

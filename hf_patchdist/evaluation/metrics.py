@@ -140,6 +140,9 @@ def forgetting(base: float, tuned: float) -> float | None:
 def compare_to_base(metrics: Mapping[str, Any], base_metrics: Mapping[str, Any], *, general_tasks: Sequence[str], new_task: str | None = "gsm8k") -> dict[str, Any]:
     """Forgetting per general benchmark (on acc_norm), its mean, and the downstream gains.
 
+    ``general_tasks`` names the metrics that are general benchmarks: the project's multiple-choice
+    tasks (``arc_easy``...) and lm-eval accuracies (``lm_eval/<task>``) alike.
+
     Returns:
         ``forgetting_<task>`` for each general task, ``forgetting_mean`` (mean over the tasks where it
         is defined), ``<new_task>_gain`` (tuned minus base accuracy) and ``heldout_nll_gain`` (base

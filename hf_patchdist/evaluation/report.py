@@ -35,9 +35,41 @@ def _format(value: Any, fmt: str) -> str:
     return fmt.format(value)
 
 
+_LM_EVAL_PREFIX = "lm_eval/"
+
+
+def task_columns(methods: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """Columns of the tasks :data:`REPORT_COLUMNS` does not name: user tasks and lm-eval tasks.
+
+    A task is a metric ``<task>`` with a ``<task>_n`` count next to it. A multiple-choice task (one
+    with ``<task>_raw``) gets its headline accuracy, ``acc`` and, when there, the gold NLL per
+    character; a math task its accuracy. lm-eval tasks (``lm_eval/<task>``) are titled ``lm-eval <task>``.
+    """
+    known = {key for key, _, _ in REPORT_COLUMNS} | {"heldout_answer_nll"}
+    tasks: list[str] = []
+    for metrics in methods.values():
+        for key, value in metrics.items():
+            task = key.removesuffix("_n")
+            if key.endswith("_n") and isinstance(value, int) and task in metrics and task not in known and task not in tasks:
+                tasks.append(task)
+    columns = []
+    for task in tasks:
+        if task.startswith(_LM_EVAL_PREFIX):
+            title = f"lm-eval {task.removeprefix(_LM_EVAL_PREFIX)}"
+            columns += [(task, title, "{:.3f}"), (f"{task}_raw", f"{title} acc", "{:.3f}")]
+        elif any(f"{task}_raw" in m for m in methods.values()):
+            columns += [(task, f"{task} acc_norm", "{:.3f}"), (f"{task}_raw", f"{task} acc", "{:.3f}"), (f"{task}_gold_nll", f"{task} gold NLL/char", "{:.3f}")]
+        else:
+            columns.append((task, f"{task} acc", "{:.3f}"))
+    return columns
+
+
 def markdown_table(methods: Mapping[str, Mapping[str, Any]]) -> str:
-    """A markdown table, one row per method, of the columns any method has."""
-    columns = [c for c in REPORT_COLUMNS if any(c[0] in m for m in methods.values())]
+    """A markdown table, one row per method, of the columns any method has (user and lm-eval tasks before the forgetting)."""
+    builtin = list(REPORT_COLUMNS)
+    at = next(i for i, (key, _, _) in enumerate(builtin) if key == "forgetting_mean")
+    candidates = builtin[:at] + task_columns(methods) + builtin[at:]
+    columns = [c for c in candidates if any(c[0] in m for m in methods.values())]
     sizes = {key.removesuffix("_n"): value for m in methods.values() for key, value in m.items() if key.endswith("_n") and isinstance(value, int)}
     header = "| method | " + " | ".join(
         f"{title} (n={sizes[key]})" if key in sizes else title for key, title, _ in columns
@@ -144,9 +176,15 @@ def write_report(
     """
     output_dir = Path(output_dir)
     paths = {"json": write_json({"methods": dict(methods), "config": dict(config or {})}, output_dir / f"{name}.json")}
+    lm_eval_note = (
+        "lm-eval columns: lm-evaluation-harness's acc_norm (acc where the task has none) and acc. "
+        if any(key.startswith(_LM_EVAL_PREFIX) for m in methods.values() for key in m)
+        else ""
+    )
     text = f"# {title or 'Evaluation'}\n\n{markdown_table(methods)}\n\n" + (
         "acc_norm: accuracy by log-likelihood per character of each choice (headline); acc: by raw log-likelihood. "
-        "forgetting = (base - tuned) / base of acc_norm, averaged over the general benchmarks (negative: better than base). "
+        + lm_eval_note
+        + "forgetting = (base - tuned) / base of acc_norm, averaged over the general benchmarks (negative: better than base). "
         "KL: forward KL(base || tuned) per token on continuations sampled from the base model. "
         "NLL columns: lower is better; an accuracy on n items has a standard error of about sqrt(p(1-p)/n).\n"
     )

@@ -36,7 +36,7 @@ PATCH_COLUMN_DESCRIPTIONS: dict[str, str] = {
     "patch_reason": "Empty for a rewrite; otherwise why the task-consistency gate (or the input) refused, e.g. "
     "`wrong_final_answer`, `wrong_equation`, `no_reasoning`, `truncated`, `missing_answer`.",
     "patch_nll_original": "Mean per-token negative log-likelihood of the expert answer under the base model pi_0, "
-    "given the question as a plain user turn QA(q).",
+    "given the question as a plain user turn QA(q) (NaN for a row without a usable question or answer).",
     "patch_nll_kept": "The same for the answer kept in the row (equal to `patch_nll_original` for a fallback): "
     "lower means closer to what the model would write itself.",
 }

@@ -102,6 +102,8 @@ class PatchResult:
         key: The cache key ("" when the data set came in already patched).
         path: Folder of the cached copy, or None when the cache was not used.
         from_cache: Whether the data set was read from the cache instead of generated.
+        rewriter_fingerprint: :meth:`Rewriter.fingerprint` when the set was patched (None when it came in
+            already patched): the rewriter's weights may change later (a loaded model that is then trained).
     """
 
     dataset: Any
@@ -109,11 +111,14 @@ class PatchResult:
     key: str
     path: Path | None
     from_cache: bool
+    rewriter_fingerprint: str | None = None
 
     @classmethod
-    def of(cls, dataset: Any, key: str = "", path: Path | None = None, from_cache: bool = False) -> PatchResult:
+    def of(
+        cls, dataset: Any, key: str = "", path: Path | None = None, from_cache: bool = False, rewriter_fingerprint: str | None = None
+    ) -> PatchResult:
         """A result for ``dataset``, its statistics computed from its provenance columns."""
-        return cls(dataset, PatchStatistics.from_dataset(dataset), key, path, from_cache)
+        return cls(dataset, PatchStatistics.from_dataset(dataset), key, path, from_cache, rewriter_fingerprint)
 
 
 def _load(path: Path) -> Any:
@@ -160,7 +165,7 @@ def patch_with_cache(
             shutil.rmtree(path, ignore_errors=True)
         else:
             logger.info("Loaded the patched training set from the cache %s", path)
-            return PatchResult.of(patched, key, path, True)
+            return PatchResult.of(patched, key, path, True, fingerprint)
 
     # The key is given to map as its fingerprint, so that datasets does not hash the rewriter (which would pickle
     # a loaded model) and does not write a second cache file next to the source data: we keep our own copy.
@@ -168,7 +173,7 @@ def patch_with_cache(
         dataset, new_fingerprint=key, keep_in_memory=True, load_from_cache_file=False, desc=desc
     )
     if not use_cache:
-        return PatchResult.of(patched, key)
+        return PatchResult.of(patched, key, rewriter_fingerprint=fingerprint)
 
     statistics = PatchStatistics.from_dataset(patched)
     root.mkdir(parents=True, exist_ok=True)
@@ -200,4 +205,4 @@ def patch_with_cache(
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("Stored the patched training set in the cache %s", path)
     # Train on the cached copy, so that a first and a second run see the very same (file-backed) data set.
-    return PatchResult(_load(path), statistics, key, path, False)
+    return PatchResult(_load(path), statistics, key, path, False, fingerprint)

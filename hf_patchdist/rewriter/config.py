@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from ..formats import QAExample
 from ..generation.base import GenerationSettings
 from ..models import DEFAULT_MODEL
+from ..verifiers.text_checks import strip_calculator_annotations
 
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,9 @@ REWRITER_CONFIG_NAME = "rewriter_config.json"
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 REWRITER_FORMAT_VERSION = 1
 
+# Weights stored as pickles (torch.save, pickle): refused wherever they are found, since unpickling can run code.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
 PATCH_COLUMNS = ("patch_source", "patch_reason", "patch_nll_original", "patch_nll_kept")
 
 DEFAULT_PROMPT_TEMPLATE = (
@@ -40,7 +43,6 @@ DEFAULT_PROMPT_TEMPLATE = (
     "End with the final answer on its own line, exactly in this form: {final_line}"
 )
 
-_ANNOTATION = re.compile(r"<<[^<>]*>>")
 
 
 @dataclass
@@ -124,11 +126,6 @@ class RewriterConfig:
             raise ValueError(f"{path} is not a valid {REWRITER_CONFIG_NAME}: {error}") from error
 
 
-def strip_calculator_annotations(text: str) -> str:
-    """Remove GSM8K ``<<48/2=24>>`` calculator annotations."""
-    return _ANNOTATION.sub("", text)
-
-
 def final_answer_line(answer: str) -> str:
     """The expert answer's last non-empty line (``#### 72`` for GSM8K), which fixes the final form."""
     lines = [line.strip() for line in answer.strip().splitlines() if line.strip()]
@@ -168,7 +165,7 @@ def check_adapter_folder(folder: str | os.PathLike) -> None:
     folder = Path(folder)
     if (folder / ADAPTER_WEIGHTS_NAME).is_file():
         return
-    pickled = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file()) if folder.is_dir() else []
     if pickled:
         raise ValueError(
             f"The adapter in {folder} is stored as a pickle ({', '.join(pickled)}); hf-patchdist loads "

@@ -7,7 +7,8 @@ answer. Provenance goes into four columns that the rest of the project reads:
 
 * ``patch_source``: ``"rewrite"`` or ``"fallback"``;
 * ``patch_reason``: empty for a rewrite, else why the gate (or the input) refused;
-* ``patch_nll_original``: pi_0 NLL of the expert answer;
+* ``patch_nll_original``: pi_0 NLL of the expert answer (NaN for a row without a usable question or answer:
+  never None, so that a ``map`` batch of such rows still writes a float column);
 * ``patch_nll_kept``: pi_0 NLL of the answer that was kept.
 
 Without an adapter the Rewriter is the prompted-rewrite baseline; with a trained LoRA adapter it is
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 from collections import Counter
@@ -51,6 +53,28 @@ def _file_sha256(path: Path) -> str:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def _weights_sha256(model: Any, skip_adapter: bool = False) -> str:
+    """sha256 over a loaded model's parameters and buffers: name, dtype, shape and raw bytes of each.
+
+    Names are taken as in the bare model (PEFT's ``base_model.model.`` prefix and ``.base_layer`` removed), so
+    that wrapping a model with an adapter does not change the hash of its base weights; ``skip_adapter`` leaves
+    the LoRA weights out (when they are hashed from the adapter file instead).
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    named = {}
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:  # shared (tied) parameters once
+        if skip_adapter and "lora_" in name:
+            continue
+        named[name.removeprefix("base_model.model.").replace(".base_layer.", ".")] = tensor
+    for name, tensor in sorted(named.items()):
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        data = tensor.detach().contiguous().cpu().reshape(-1)
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()
 
 
@@ -357,7 +381,7 @@ class Rewriter:
 
         outputs = []
         for i, row in enumerate(rows):
-            original_nll = nll_of.get((i, -1))
+            original_nll = nll_of.get((i, -1), math.nan)
             out: dict[str, Any] = {spec.answer_column: row.get(spec.answer_column)}
             if i in feasible:
                 best = min(range(len(feasible[i])), key=lambda k: nll_of[(i, k)])
@@ -407,7 +431,13 @@ class Rewriter:
 
     # ------------------------------------------------------------------ identity, save and load
     def fingerprint(self) -> str:
-        """A stable hash of everything that decides the rewrites: config, adapter weights, columns."""
+        """A stable hash of everything that decides the rewrites: config, weights, columns.
+
+        The weights enter as the adapter file's sha256 for an adapter folder, and for a model passed in
+        already loaded as a sha256 over all its parameters and buffers (names, dtypes, shapes, bytes),
+        computed on each call: a model changed in memory, or cast to another dtype, gets another fingerprint.
+        A model named by alias, id or folder is identified by that name (loading it changes nothing).
+        """
         digest = hashlib.sha256()
         config = self.config.to_dict()
         config.pop("training_summary", None)
@@ -416,12 +446,8 @@ class Rewriter:
         if self.adapter_path is not None:
             weights = Path(self.adapter_path) / ADAPTER_WEIGHTS_NAME
             digest.update(_file_sha256(weights).encode() if weights.is_file() else self.adapter_path.encode())
-        elif self.config.has_adapter and self._model is not None:
-            from peft import get_peft_model_state_dict
-
-            for name, tensor in sorted(get_peft_model_state_dict(self._model).items()):
-                digest.update(name.encode())
-                digest.update(tensor.detach().float().cpu().numpy().tobytes())
+        if self._model_source is None and self._model is not None:
+            digest.update(_weights_sha256(self._model, skip_adapter=self.adapter_path is not None).encode())
         if self._backend is not None and not isinstance(self._backend, TransformersBackend):
             digest.update(type(self._backend).__qualname__.encode())
         return digest.hexdigest()[:16]

@@ -249,7 +249,9 @@ class DistributionPatchTrainer(SFTTrainer):
         ]
         if self.rewriter is not None:
             lines.append(f"- Rewriter base model: {base_model_text(self.rewriter.config)}")
-            lines.append(f"- Rewriter fingerprint: `{self.rewriter.fingerprint()}`")
+            # The fingerprint the targets were patched under: the model being trained may be the rewriter's.
+            fingerprint = self.patch_result.rewriter_fingerprint or self.rewriter.fingerprint()
+            lines.append(f"- Rewriter fingerprint: `{fingerprint}`")
         lines += [
             f"- Rewritten: {stats.rewritten} of {stats.rows} examples ({stats.acceptance_rate:.1%})",
             "",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from trl import GRPOConfig
 
 from ..models import apply_hardware_precision
 from ..rewriter.config import DEFAULT_PROMPT_TEMPLATE
-from ..verifiers import GRPO_GATE
+from ..verifiers import GRPO_GATE, get_verifier
+
+ALL_LINEAR = "all-linear"
 
 
 @dataclass
@@ -38,13 +40,20 @@ class RewriterGRPOConfig(GRPOConfig):
             Weight of the QA-style alignment reward r_dist in ``r_task * (1 + lambda_dist * r_dist + lambda_div * r_div)``.
         lambda_div (`float`, defaults to `0.5`):
             Weight of the diversity reward r_div.
-        verifier (`dict` or `str`, defaults to `{"name": "math", "strict": True, "max_reference_copy": 0.9}`):
-            The task-consistency gate (a name or ``Verifier.to_dict()``). The GRPO gate is strict: text after
+        verifier (`dict`, `str` or `None`, defaults to `{"name": "math", "strict": True, "max_reference_copy": 0.9}`):
+            The task-consistency gate, anything :func:`~hf_patchdist.verifiers.get_verifier` accepts: a
+            ``Verifier.to_dict()`` dict, a verifier name (``"math"``, ``"choice"``, ``"exact"``, ``"regex"``) or
+            ``None`` (a plain ``MathVerifier()``); from Python a :class:`~hf_patchdist.verifiers.Verifier` instance
+            works too. A string that starts with ``{`` is read as JSON, so the command line and YAML take
+            ``--verifier '{"name": "math", "strict": true}'``; the spec is checked when the config is built. The
+            GRPO gate is strict: text after
             the final-answer line fails rather than being trimmed, since trimmed tokens would still be trained
             on. It also fails a candidate that copies more than 90% of the expert answer verbatim: that copy
             always passes the gate, so without the check GRPO converges on it (a 30-step retraining of the
             GSM8K rewriter did: 110 of its 169 accepted rewrites were the expert answer word for word). The
-            deterministic reasoning checks stay on unless you switch them off in the verifier options.
+            deterministic reasoning checks stay on unless you switch them off in the verifier options. The
+            rewriter saved after training keeps the Stage II gate (:func:`~hf_patchdist.verifiers.stage_ii_gate`):
+            the same checks, trailing text trimmed and copies of the expert answer kept.
         judge_model (`str` or `None`, defaults to `None`):
             Adds the LLM judge of the paper to the gate. ``"pi0"`` judges with the backbone itself (adapter
             disabled); any other value names a separate judge model. ``None`` disables the judge.
@@ -66,7 +75,11 @@ class RewriterGRPOConfig(GRPOConfig):
             A separate pi_0 scorer model (a second copy in memory). ``None`` scores with the trained backbone
             with the adapter disabled: one copy of the model serves as policy, reference and scorer.
 
-    Parameters that control the LoRA adapter (used when no ``peft_config`` is passed to the trainer):
+    Parameters that control the LoRA adapter (used when no ``peft_config`` is passed to the trainer). TRL's
+    ``ModelConfig`` has fields of the same names; ``hf-patchdist train-rewriter`` therefore parses these four
+    here, in the config, and pairs the config with ``RewriterModelConfig`` (``ModelConfig``'s model options without
+    its LoRA fields), so ``--lora_r 16`` on the command line and ``RewriterGRPOConfig(..., lora_r=16)`` in
+    Python set the same field:
 
         lora_r (`int`, defaults to `64`):
             LoRA rank (the authors' value). Use a small rank (8-16) for small committed adapters.
@@ -74,8 +87,11 @@ class RewriterGRPOConfig(GRPOConfig):
             LoRA alpha (the authors' value).
         lora_dropout (`float`, defaults to `0.05`):
             LoRA dropout.
-        lora_target_modules (`str` or `list[str]`, defaults to `"all-linear"`):
-            Modules that get an adapter (all linear layers of the backbone, as in the authors' code).
+        lora_target_modules (`list[str]`, `"all-linear"` or `None`, defaults to `"all-linear"`):
+            Modules that get an adapter: all linear layers of the backbone (as in the authors' code), a list of
+            module names, or ``None`` for PEFT's default for the architecture. The command line takes names
+            (``--lora_target_modules q_proj v_proj``); a list holding only ``"all-linear"`` becomes the string
+            PEFT expects, and from Python the string itself works as before.
     """
 
     beta: float = field(default=0.001, metadata={"help": "KL coefficient to pi_0 (the authors use 0.001)."})
@@ -88,7 +104,10 @@ class RewriterGRPOConfig(GRPOConfig):
 
     lambda_dist: float = field(default=0.35, metadata={"help": "Weight of r_dist."})
     lambda_div: float = field(default=0.5, metadata={"help": "Weight of r_div."})
-    verifier: Any = field(default_factory=lambda: dict(GRPO_GATE), metadata={"help": "The gate."})
+    verifier: dict | str | None = field(
+        default_factory=lambda: dict(GRPO_GATE),
+        metadata={"help": "The gate: a verifier name ('math', 'choice', 'exact', 'regex') or its to_dict() as JSON."},
+    )
     judge_model: str | None = field(default=None, metadata={"help": "'pi0' or a judge model; None: no judge."})
     judge_threshold: float = field(default=0.5, metadata={"help": "Judge acceptance threshold."})
     prompt_template: str = field(default=DEFAULT_PROMPT_TEMPLATE, metadata={"help": "Rewriting prompt template."})
@@ -101,8 +120,17 @@ class RewriterGRPOConfig(GRPOConfig):
     lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: Any = field(default="all-linear", metadata={"help": "LoRA target modules."})
+    # A list for the parser (it reads a string default as no default); __post_init__ makes it "all-linear" again.
+    lora_target_modules: list[str] | None = field(
+        default_factory=lambda: [ALL_LINEAR],
+        metadata={"help": "LoRA target modules: 'all-linear', module names, or None for PEFT's default."},
+    )
 
     def __post_init__(self) -> None:
+        if isinstance(self.verifier, str) and self.verifier.lstrip().startswith("{"):
+            self.verifier = json.loads(self.verifier)
+        get_verifier(self.verifier)  # an unknown name or option fails here, not after the model has loaded
+        if isinstance(self.lora_target_modules, (list, tuple)) and list(self.lora_target_modules) == [ALL_LINEAR]:
+            self.lora_target_modules = ALL_LINEAR
         apply_hardware_precision(self)
         super().__post_init__()

@@ -16,7 +16,7 @@ from ..models import DEFAULT_MODEL, base_model_record, load_model_and_tokenizer
 from ..rewards import GroupReward, PatchReward
 from ..rewriter import Rewriter, RewriterConfig, build_prompt_messages
 from ..scoring import QAScorer
-from ..verifiers import get_verifier
+from ..verifiers import get_verifier, stage_ii_gate
 from .rewriter_grpo_config import RewriterGRPOConfig
 
 
@@ -53,7 +53,9 @@ class RewriterTrainer(GRPOTrainer):
     scorer (adapter off).
 
     Args:
-        model: The backbone: the embedded alias (default), a Hub id, a folder, or a loaded model.
+        model: The backbone: the embedded alias (default), a Hub id, a folder, or a loaded model. A name is
+            loaded with ``args.model_init_kwargs`` (``dtype``, ``revision``, ``attn_implementation``...), as
+            ``GRPOTrainer`` does; without a ``dtype`` there, in bfloat16 where the hardware computes it.
         args: A :class:`RewriterGRPOConfig`.
         train_dataset: Questions with expert answers, in any format the Rewriter reads. Rows without a
             usable question/answer are left out, with a warning counting them by reason.
@@ -97,8 +99,13 @@ class RewriterTrainer(GRPOTrainer):
 
         # Recorded as given (the embedded alias stays an alias, with its GGUF hash) before loading.
         base_model_name = str(model or DEFAULT_MODEL) if model is None or isinstance(model, (str, os.PathLike)) else None
+        init_kwargs = None
         if model is None or isinstance(model, (str, os.PathLike)):
-            model, loaded_tokenizer = load_model_and_tokenizer(str(model or DEFAULT_MODEL), device="cpu")
+            # As GRPOTrainer does for a name: `args.model_init_kwargs` (dtype, revision, attn_implementation...) go to
+            # from_pretrained; a dtype left out keeps load_model_and_tokenizer's choice (bfloat16 where supported).
+            init_kwargs = dict(args.model_init_kwargs or {})
+            init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
+            model, loaded_tokenizer = load_model_and_tokenizer(str(model or DEFAULT_MODEL), device="cpu", **init_kwargs)
             processing_class = processing_class or loaded_tokenizer
         elif processing_class is None:
             raise ValueError("Pass processing_class (the tokenizer) together with a loaded model.")
@@ -130,15 +137,22 @@ class RewriterTrainer(GRPOTrainer):
             if isinstance(reward, GroupReward) and judge is not None and reward.judge is None:
                 reward.judge = judge
 
-        super().__init__(
-            model=model,
-            reward_funcs=reward_funcs,
-            args=args,
-            train_dataset=train_dataset,
-            processing_class=processing_class,
-            peft_config=peft_config,
-            **kwargs,
-        )
+        # GRPOTrainer warns that a loaded model ignores `model_init_kwargs`: here they were used to load it.
+        given_init_kwargs = args.model_init_kwargs
+        if init_kwargs is not None:
+            args.model_init_kwargs = None
+        try:
+            super().__init__(
+                model=model,
+                reward_funcs=reward_funcs,
+                args=args,
+                train_dataset=train_dataset,
+                processing_class=processing_class,
+                peft_config=peft_config,
+                **kwargs,
+            )
+        finally:
+            args.model_init_kwargs = given_init_kwargs
 
         # pi_0 is the trained backbone with the adapter disabled, unless a separate scorer is named.
         scorer = None
@@ -159,10 +173,9 @@ class RewriterTrainer(GRPOTrainer):
         if isinstance(model, (str, os.PathLike)):
             name = str(model)
         record = base_model_record(name) if name else {"base_model": getattr(model.config, "_name_or_path", "")}
-        verifier = get_verifier(args.verifier).to_dict()
-        # The saved rewriter trims trailing text at data-building time (Stage II); strictness is a
-        # training-time setting only.
-        verifier = {**verifier, "strict": False} if "strict" in verifier else verifier
+        # The saved rewriter keeps the Stage II gate: the training gate without its GRPO-only checks
+        # (trailing text is trimmed at data-building time, and a copy of the expert answer is kept).
+        verifier = stage_ii_gate(get_verifier(args.verifier).to_dict())
         return RewriterConfig(
             **record,
             prompt_template=args.prompt_template,

@@ -7,7 +7,7 @@ import inspect
 
 from hf_patchdist import evaluation
 
-MODULES = ("tasks", "config", "metrics", "likelihood", "sampling", "report", "runner")
+MODULES = ("tasks", "task_files", "config", "metrics", "likelihood", "lm_eval_harness", "sampling", "report", "runner")
 
 
 def test_every_public_name_is_exported():

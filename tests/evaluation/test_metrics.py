@@ -37,3 +37,14 @@ def test_forgetting_is_signed_and_relative():
     assert out["forgetting_mean"] == pytest.approx(0.05)
     assert out["gsm8k_gain"] == pytest.approx(0.03)
     assert out["heldout_nll_gain"] == pytest.approx(0.4)
+
+
+def test_lm_eval_accuracies_are_general_benchmarks_like_the_others():
+    from hf_patchdist.evaluation.lm_eval_harness import lm_eval_task_keys
+
+    base = {"arc_easy": 0.5, "arc_easy_n": 10, "lm_eval/piqa": 0.6, "lm_eval/piqa_raw": 0.55, "lm_eval/piqa_n": 20}
+    tuned = {**base, "arc_easy": 0.4, "lm_eval/piqa": 0.54}
+    general = ["arc_easy", *lm_eval_task_keys(tuned)]
+    assert general == ["arc_easy", "lm_eval/piqa"]
+    out = compare_to_base(tuned, base, general_tasks=general, new_task=None)
+    assert out["forgetting_lm_eval/piqa"] == pytest.approx(0.1) and out["forgetting_mean"] == pytest.approx(0.15)

@@ -23,3 +23,20 @@ def test_report_writes_json_markdown_and_png(tmp_path):
         assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
         assert "plot" not in paths
+
+
+def test_user_and_lm_eval_tasks_get_their_own_columns():
+    from hf_patchdist.evaluation.report import markdown_table, task_columns
+
+    base = {"quiz": 0.5, "quiz_raw": 0.4, "quiz_gold_nll": 1.2, "quiz_n": 10, "my_math": 0.1, "my_math_n": 5,
+            "lm_eval/piqa": 0.6, "lm_eval/piqa_raw": 0.55, "lm_eval/piqa_n": 20, "heldout_answer_nll": 1.0, "heldout_answer_nll_n": 5}
+    tuned = {**base, "lm_eval/piqa": 0.45, "forgetting_mean": 0.25}
+    columns = task_columns({"base": base, "sft": tuned})
+    assert [title for _, title, _ in columns] == [
+        "quiz acc_norm", "quiz acc", "quiz gold NLL/char", "my_math acc", "lm-eval piqa", "lm-eval piqa acc"
+    ]
+    table = markdown_table({"base": base, "sft": tuned})
+    header = table.splitlines()[0]
+    assert "lm-eval piqa (n=20)" in header and "quiz acc_norm (n=10)" in header and "my_math acc (n=5)" in header
+    assert header.index("lm-eval piqa acc") < header.index("forgetting (mean)")
+    assert "| sft | 1.000 | 0.500 | 0.400 | 1.200 | 0.100 | 0.450 | 0.550 | +25.00% |" in table

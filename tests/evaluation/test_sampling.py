@@ -12,7 +12,10 @@ def test_generation_verifier_accepts_the_right_answer_and_rejects_the_wrong_one(
     model, tokenizer = tiny_model
     items = [(r["question"], r["answer"]) for r in GSM8K_ROWS[:2]]  # gold 72 and 10
 
+    seen = []
+
     def respond(prompt: str) -> str:
+        seen.append(prompt)
         if "Natalia" in prompt:
             return GOOD_REWRITES[72]  # ends "#### 72": right
         return "She works 50 minutes at $12 an hour, so she earns 12 dollars.\nThe answer is 12."  # wrong
@@ -22,5 +25,8 @@ def test_generation_verifier_accepts_the_right_answer_and_rejects_the_wrong_one(
     assert [d["correct"] for d in result["details"]] == [True, False]
     assert [d["predicted"] for d in result["details"]] == ["72", "12"]
     assert result["accuracy"] == 0.5 and result["extracted"] == 1.0
-    # the prompts are the questions asked through the chat template
+    # the prompts are the questions asked through the chat template, as a user would ask them, in one batch
     assert backend.calls == 1
+    expected = [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True) for q, _ in items]
+    assert seen == expected
+    assert expected[0].endswith("<|im_start|>assistant\n") and "<|im_start|>user\n" + items[0][0] in expected[0]

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 from conftest import ARC_ROW, HELLASWAG_ROW, SKY
 
-from hf_patchdist.evaluation.tasks import TaskSpec, load_task_rows, normalize_hub_arc, normalize_hub_hellaswag, to_multiple_choice_items
+from hf_patchdist.evaluation.tasks import (
+    TaskSpec,
+    load_task_rows,
+    normalize_hub_arc,
+    normalize_hub_hellaswag,
+    to_math_items,
+    to_multiple_choice_items,
+)
+
+from .helpers import FIXTURE_DATA, FIXTURE_FILES, fixture_data_dir
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -44,9 +53,34 @@ def test_local_file_task(tmp_path):
     assert len(rows) == 1 and rows[0]["answer_index"] == 1
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the project's shared data is not on this machine")
+@pytest.mark.parametrize("task", ["gsm8k", "arc_easy", "hellaswag"])
+def test_data_files_in_the_shared_layout_load(task, tmp_path):
+    """The built-in tasks read the tiny fixture files laid out as the shared data (runs on a fresh clone)."""
+    data_dir = fixture_data_dir(tmp_path / "data")
+    rows = load_task_rows(task, data_dir=data_dir, limit=3)
+    expected = [json.loads(line) for line in (FIXTURE_DATA / FIXTURE_FILES[task][0]).read_text().splitlines()[:3]]
+    assert rows == expected
+    if task == "gsm8k":
+        items = to_math_items(rows)
+        assert [answer.rsplit("#### ", 1)[-1] for _, answer in items] == ["18", "3", "70000"]
+        assert items[0][0].startswith("Janet")
+        return
+    items = to_multiple_choice_items(rows)
+    assert [i.answer_index for i in items] == [r["answer_index"] for r in expected]
+    assert all(0 <= i.answer_index < len(i.choices) for i in items)
+    first = items[0]
+    if task == "arc_easy":
+        assert first.query == f"Question: {expected[0]['question']}\nAnswer:" and first.choices == expected[0]["choices"]
+    else:
+        assert first.query == "Roof shingle removal: A man is sitting on a roof. he" and first.answer_index == 3
+
+
 @pytest.mark.parametrize("task", ["gsm8k", "arc_easy", "hellaswag"])
 def test_shared_data_files_load(task):
+    """The same on the project's real shared data, where this machine has it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the project's shared data is not on this machine ({SHARED_DATA} is missing); "
+                    "test_data_files_in_the_shared_layout_load covers the same code on the tiny fixtures")
     rows = load_task_rows(task, data_dir=SHARED_DATA, limit=3)
     assert len(rows) == 3
     if task != "gsm8k":

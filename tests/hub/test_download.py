@@ -85,6 +85,72 @@ def test_pickle_only_adapter_is_refused_locally_and_from_the_hub(hub, tiny_model
         push_rewriter(folder, f"{USER}/other")
 
 
+def _cached_files(root=None) -> list[str]:
+    return sorted(p.name for p in Path(root or os.environ["HF_HUB_CACHE"]).rglob("*") if p.is_file())
+
+
+def test_repo_with_safetensors_and_a_pickle_fetches_only_the_safetensors(hub, adapter_folder, tmp_path):
+    import shutil
+
+    import torch
+    from huggingface_hub import HfApi
+
+    folder = tmp_path / "both"
+    shutil.copytree(adapter_folder, folder)
+    torch.save({"lora_A": torch.zeros(2, 2)}, folder / "adapter_model.bin")
+    torch.save({"step": 1}, folder / "training_args.bin")
+    HfApi().create_repo(REPO)
+    HfApi().upload_folder(repo_id=REPO, folder_path=folder)
+    assert {"adapter_model.bin", "training_args.bin", "adapter_model.safetensors"} <= set(hub.list_files(REPO))
+
+    rewriter = load(REPO)
+    assert getattr(rewriter.model, "peft_config", None), "the safetensors adapter is loaded"
+    snapshot = Path(rewriter.adapter_path)
+    assert (snapshot / "adapter_model.safetensors").is_file()
+    assert not any(name.endswith(".bin") for name in _cached_files(snapshot)), "the local snapshot holds no pickle"
+    assert not any(name.endswith(".bin") for name in _cached_files()), "no pickle anywhere in the cache"
+    assert not any(path.endswith(".bin") for _, path in hub.requests), "the pickles were never requested"
+
+
+@pytest.mark.parametrize("name", ["adapter_model.pt", "adapter_model.pth", "adapter.pkl", "adapter.ckpt"])
+def test_other_pickle_suffixes_are_refused_from_the_hub(hub, tiny_model_dir, tmp_path, name):
+    import torch
+    from huggingface_hub import HfApi
+
+    folder = tmp_path / "pickled"
+    RewriterConfig(base_model=tiny_model_dir, has_adapter=True).save(folder)
+    (folder / "adapter_config.json").write_text("{}")
+    torch.save({"lora_A": torch.zeros(2, 2)}, folder / name)
+    HfApi().create_repo(REPO)
+    HfApi().upload_folder(repo_id=REPO, folder_path=folder)
+    with pytest.raises(ValueError, match=f"{REPO}.*pickle.*{name}"):
+        Rewriter.from_pretrained(REPO)
+    assert name not in _cached_files(), "pickles are never even downloaded"
+
+
+@pytest.mark.parametrize("name", ["adapter_model.bin", "adapter_model.pth"])
+def test_a_cached_pickle_is_refused_offline(hub, tiny_model_dir, tmp_path, monkeypatch, name):
+    """A snapshot cached by another tool (plain snapshot_download) holds the pickle; offline, it is still refused."""
+    import huggingface_hub.constants as constants
+    import torch
+    from huggingface_hub import HfApi, snapshot_download
+
+    folder = tmp_path / "pickled"
+    RewriterConfig(base_model=tiny_model_dir, has_adapter=True).save(folder)
+    (folder / "adapter_config.json").write_text("{}")
+    torch.save({"lora_A": torch.zeros(2, 2)}, folder / name)
+    HfApi().create_repo(REPO)
+    HfApi().upload_folder(repo_id=REPO, folder_path=folder)
+    snapshot_download(REPO)  # everything, the pickle included, as a tool without a filter would
+    assert name in _cached_files()
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    requests = len(hub.requests)
+    with pytest.raises(ValueError, match=f"pickle.*{name}"):
+        Rewriter.from_pretrained(REPO)
+    assert len(hub.requests) == requests, "offline: decided from the cache alone"
+
+
 def test_private_rewriter_needs_a_token(hub, tiny_model_dir, monkeypatch):
     Rewriter(tiny_model_dir).push_to_hub(REPO, private=True)
     assert hub.repo(REPO).private

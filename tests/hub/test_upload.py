@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import good_rewrite_for, make_dataset
-from fixtures.hub_server import USER
+from fixtures.hub_server import ORG, USER
 
 from hf_patchdist.generation import StaticBackend
 from hf_patchdist.hub import push_patched_dataset
@@ -114,19 +114,26 @@ def test_push_without_a_token(hub, tiny_model, tiny_model_dir, monkeypatch):
         Rewriter(tiny_model_dir).push_to_hub(REPO)
 
 
-def test_push_to_a_namespace_the_token_cannot_write(hub, tiny_model_dir, monkeypatch):
-    import httpx2
-    from huggingface_hub import HfApi
-    from huggingface_hub.utils import hf_raise_for_status
-
-    def refuse(self, repo_id, **kwargs):  # what the Hub answers for another user's namespace
-        request = httpx2.Request("POST", f"{hub.url}/api/repos/create")
-        hf_raise_for_status(httpx2.Response(403, request=request, headers={
-            "X-Error-Message": "You don't have the rights to create a model under the namespace \"someone-else\""}))
-
-    monkeypatch.setattr(HfApi, "create_repo", refuse)
-    with pytest.raises(PermissionError, match="someone-else/rw.*may not write.*'someone-else' namespace"):
+def test_push_to_a_namespace_the_token_cannot_write(hub, tiny_model, tiny_model_dir):
+    """The loopback Hub, like the Hub, lets the token's user write only under its own namespace and its orgs."""
+    with pytest.raises(PermissionError, match="someone-else/rw.*may not write.*rights to create a model under the namespace.*"
+                                              "'someone-else' namespace"):
         Rewriter(tiny_model_dir).push_to_hub("someone-else/rw")
+    assert ("someone-else/rw" not in {repo_id for _, repo_id in hub.repos}), "nothing was created"
+
+    # An existing repo of someone else: create_repo(exist_ok=True) finds it, the commit is refused.
+    hub.create_repo("model", "someone-else/theirs")
+    before = hub.repo("someone-else/theirs").refs["main"]
+    with pytest.raises(PermissionError, match="someone-else/theirs.*may not write.*rights to write"):
+        Rewriter(tiny_model_dir).push_to_hub("someone-else/theirs")
+    assert hub.repo("someone-else/theirs").refs["main"] == before and hub.list_files("someone-else/theirs") == [".gitattributes"]
+    patched, _ = patched_with_static_backend(tiny_model)
+    with pytest.raises(PermissionError, match="someone-else/data.*may not write"):
+        push_patched_dataset(patched, "someone-else/data")
+
+    # An organisation the user belongs to is writable.
+    Rewriter(tiny_model_dir).push_to_hub(f"{ORG}/rw")
+    assert "rewriter_config.json" in hub.list_files(f"{ORG}/rw")
 
 
 def test_push_patched_dataset_then_load_dataset(hub, tiny_model, tiny_model_dir):
@@ -238,7 +245,7 @@ def test_cli_rewrite_push_to_hub(hub, tiny_model_dir, tmp_path):
     assert statistics == json.loads((output / "patch_statistics.json").read_text())
 
 
-def test_distribution_patch_trainer_pushes_its_card(hub_env, tiny_model, tmp_path):
+def test_distribution_patch_trainer_pushes_its_card(hub, tiny_model, tmp_path):
     from huggingface_hub import ModelCard
 
     from hf_patchdist.generation import StaticBackend
@@ -261,7 +268,7 @@ def test_distribution_patch_trainer_pushes_its_card(hub_env, tiny_model, tmp_pat
     assert "| rewritten | 4 (100.0%) |" in card.text
 
 
-def test_rewriter_trainer_pushes_a_loadable_rewriter(hub_env, tiny_model_dir, tmp_path):
+def test_rewriter_trainer_pushes_a_loadable_rewriter(hub, tiny_model_dir, tmp_path):
 
     from hf_patchdist.rewriter import Rewriter
     from hf_patchdist.trainers import RewriterTrainer, RewriterGRPOConfig
@@ -276,4 +283,4 @@ def test_rewriter_trainer_pushes_a_loadable_rewriter(hub_env, tiny_model_dir, tm
     trainer.train()  # push_to_hub=True: the rewriter is pushed at the end of training
     loaded = Rewriter.from_pretrained(repo_id)
     assert loaded.config.has_adapter and loaded.config.training_summary["global_step"] == 1
-    assert {"README.md", "rewriter_config.json", "adapter_model.safetensors"} <= set(hub_env.list_files(repo_id))
+    assert {"README.md", "rewriter_config.json", "adapter_model.safetensors"} <= set(hub.list_files(repo_id))

@@ -1,5 +1,7 @@
 import json
+import math
 import pickle
+from pathlib import Path
 
 import pytest
 from conftest import FORMATS, GOOD_REWRITES, GSM8K_ROWS, good_rewrite_for, make_dataset
@@ -58,15 +60,18 @@ def test_rejected_rewrites_fall_back_with_their_reason(tiny_model, response, rea
 
 
 def test_echoed_instruction_is_rejected(tiny_model):
-    rewriter = make_rewriter(tiny_model, ["x"])
-    echo = (
-        "48/2 = 24 and 48 + 24 = 72. Solve the question step by step in your own words, using the reference "
-        "solution as a guide.\n#### 72"
-    )
-    rewriter.backend.responses = [echo]
+    # An echo of the instruction's last sentences, which hold no meta phrase ("in your own words",
+    # "reference solution" are checked first and would answer mentions_rewriting instead).
+    worked = "She sold 48/2 = 24 clips in May and 48 + 24 = 72 clips in all."
+    echo = f"{worked} Write every calculation as an equation. End with the final answer on its own line.\n#### 72"
+    rewriter = make_rewriter(tiny_model, [echo])
+    assert rewriter.verifier._meta_phrase_in(echo) is None, "the echo must reach the echo check"
     patched = make_dataset("plain", GSM8K_ROWS[:1]).map(rewriter, batched=True)
-    assert patched["patch_reason"][0] in {"echoes_instruction", "mentions_rewriting"}
+    assert patched["patch_reason"] == ["echoes_instruction"]
     assert patched["patch_source"] == ["fallback"]
+    # The same reasoning without the echoed sentences is accepted: the echo alone decides.
+    plain = make_dataset("plain", GSM8K_ROWS[:1]).map(make_rewriter(tiny_model, [f"{worked}\n#### 72"]), batched=True)
+    assert plain["patch_source"] == ["rewrite"]
 
 
 def test_trailing_text_is_trimmed(tiny_model):
@@ -178,11 +183,80 @@ def test_fingerprint_changes_with_options(tiny_model_dir):
     assert Rewriter(tiny_model_dir, question_column="q", answer_column="a").fingerprint() != base
 
 
+# GSM8K train rows 843, 844, 856, 878, 882 and 964, which the prompted rewriter (the embedded SmolLM2-135M,
+# no adapter) rewrote and the gate accepted in benchmarks/results/rewriter_vs_prompted_examples.json (docs/results.md,
+# "Trained vs. prompted rewriter"): still accepted by today's gate.
+REWRITABLE_ROWS = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "gsm8k_train_rewritable.jsonl"
+
+
 @pytest.mark.slow
 def test_real_default_model_rewrites_gsm8k():
+    rows = [json.loads(line) for line in REWRITABLE_ROWS.read_text().splitlines()]
     rewriter = Rewriter(show_progress=False)
-    patched = make_dataset("plain").map(rewriter, batched=True)
+    patched = make_dataset("plain", rows).map(rewriter, batched=True)
+    accepted = [i for i, source in enumerate(patched["patch_source"]) if source == "rewrite"]
+    assert accepted, f"no row rewritten: {patched['patch_reason']}"
+    for i in accepted:
+        assert patched["answer"][i] != rows[i]["answer"]
+        assert patched["answer"][i].strip().endswith(rows[i]["answer"].strip().splitlines()[-1]), "the same final line"
     assert set(patched["patch_source"]) <= {"rewrite", "fallback"}
     assert all(r == "" for s, r in zip(patched["patch_source"], patched["patch_reason"]) if s == "rewrite")
     assert all(r for s, r in zip(patched["patch_source"], patched["patch_reason"]) if s == "fallback")
     assert all(v > 0 for v in patched["patch_nll_original"])
+
+
+# Rows 0-1 are rewritten; row 2 gets a bare answer (no_reasoning), row 3 a wrong final answer.
+def _half_feasible(prompt):
+    if "Natalia" in prompt or "Weng" in prompt:
+        return good_rewrite_for(prompt)
+    return "The answer is 5.\n#### 5"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_provenance_columns_with_fallbacks_on_every_format(tiny_model, fmt):
+    dataset = make_dataset(fmt)
+    patched = dataset.map(make_rewriter(tiny_model, _half_feasible), batched=True, batch_size=3)
+    assert patched.column_names == dataset.column_names + list(PATCH_COLUMNS)
+    for name, feature in dataset.features.items():
+        assert patched.features[name] == feature, f"column {name} changed type"
+    assert patched["patch_source"] == ["rewrite", "rewrite", "fallback", "fallback"]
+    assert patched["patch_reason"] == ["", "", "no_reasoning", "wrong_final_answer"]
+    spec = detect_dataset_format(dataset)
+    for i, (row, before, original) in enumerate(zip(patched, dataset, GSM8K_ROWS)):
+        example = read_example(row, spec)
+        assert example.question == original["question"]
+        assert row["patch_nll_original"] > 0
+        if i < 2:
+            assert example.answer == GOOD_REWRITES[int(original["answer"].split("####")[-1])]
+            assert row["patch_nll_kept"] != row["patch_nll_original"]
+        else:
+            assert {k: row[k] for k in dataset.column_names} == before, "a fallback row is left exactly as it was"
+            assert row["patch_nll_kept"] == row["patch_nll_original"]
+
+
+INVALID_ROWS = [{"question": "Say hi.", "answer": "Hello there, friend!"}, {"question": "Is it far?", "answer": "It depends on the road."}]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_batch_with_no_valid_row_falls_back_and_the_other_batch_is_rewritten(tiny_model, fmt):
+    dataset = make_dataset(fmt, INVALID_ROWS + GSM8K_ROWS[:2])
+    patched = dataset.map(make_rewriter(tiny_model, good_rewrite_for), batched=True, batch_size=2)
+    assert len(patched) == 4, "nothing is dropped"
+    assert patched["patch_source"] == ["fallback", "fallback", "rewrite", "rewrite"]
+    assert patched["patch_reason"][:2] == ["reference_without_final_answer"] * 2
+    spec = detect_dataset_format(dataset)
+    assert [read_example(row, spec).answer for row in patched] == [r["answer"] for r in INVALID_ROWS] + [GOOD_REWRITES[72], GOOD_REWRITES[10]]
+    assert all(v > 0 for v in patched["patch_nll_original"])
+
+
+def test_a_batch_of_missing_answers_keeps_its_rows(tiny_model):
+    rows = [{"question": "q1", "answer": None}, {"question": "q2", "answer": None}, *GSM8K_ROWS[:2]]
+    dataset = make_dataset("plain", rows)
+    patched = dataset.map(make_rewriter(tiny_model, good_rewrite_for), batched=True, batch_size=2)
+    assert len(patched) == 4
+    assert patched["patch_source"] == ["fallback", "fallback", "rewrite", "rewrite"]
+    assert patched["patch_reason"][:2] == ["missing_answer", "missing_answer"]
+    assert patched["answer"] == [None, None, GOOD_REWRITES[72], GOOD_REWRITES[10]]
+    assert all(math.isnan(v) for v in patched["patch_nll_original"][:2] + patched["patch_nll_kept"][:2]), "no score: NaN, a float"
+    assert all(v > 0 for v in patched["patch_nll_original"][2:])
+    assert PatchStatistics.from_dataset(patched).original_nll == pytest.approx(sum(patched["patch_nll_original"][2:]) / 2)

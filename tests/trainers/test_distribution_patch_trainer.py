@@ -19,7 +19,7 @@ from hf_patchdist.generation import GeneratedText, StaticBackend, TransformersBa
 from hf_patchdist.rewriter import PATCH_COLUMNS, Rewriter
 from hf_patchdist.trainers import DistributionPatchTrainer, DistributionPatchConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ORIGINALS = [row["answer"] for row in GSM8K_ROWS]
 REWRITES = [GOOD_REWRITES[int(answer.split("####")[-1])] for answer in ORIGINALS]
 

@@ -12,6 +12,8 @@ from hf_patchdist.generation import StaticBackend
 from hf_patchdist.rewriter import REWRITER_CONFIG_NAME, Rewriter
 from hf_patchdist.trainers.rewriter_grpo_config import RewriterGRPOConfig
 from hf_patchdist.trainers.rewriter_trainer import RewriterTrainer, check_group_placement
+from hf_patchdist.verifiers import GRPO_GATE, get_verifier
+from hf_patchdist.verifiers.text_checks import strip_calculator_annotations
 
 
 def tiny_args(output_dir, **overrides):
@@ -45,6 +47,7 @@ def test_train_save_and_load_the_rewriter(tiny_model_dir, tmp_path, fmt):
     assert saved["has_adapter"] and saved["base_model"] == tiny_model_dir
     assert saved["training_summary"]["global_step"] == 2 and saved["training_summary"]["num_generations"] == 4
     assert saved["verifier"]["strict"] is False, "the saved rewriter trims at data-building time"
+    assert saved["verifier"]["max_reference_copy"] is None, "the saved rewriter keeps the Stage II gate"
     assert (folder / "adapter_model.safetensors").is_file()
 
     rewriter = Rewriter.from_pretrained(folder, backend=StaticBackend(good_rewrite_for), show_progress=False)
@@ -109,7 +112,7 @@ def test_rows_that_cannot_be_rewritten_are_counted_not_silently_dropped(tiny_mod
 
 
 def test_under_accelerate_every_reward_call_sees_whole_groups(tiny_model_dir, tmp_path):
-    script = Path(__file__).parent / "scripts" / "grpo_under_accelerate.py"
+    script = Path(__file__).parents[1] / "scripts" / "grpo_under_accelerate.py"
     accelerate = Path(sys.executable).parent / "accelerate"
     # accelerate 1.15 runs `launch --cpu --num_processes 2` as ONE process (its simple launcher);
     # the torchrun launcher with ACCELERATE_USE_CPU gives two gloo processes on a CPU machine.
@@ -135,3 +138,58 @@ def test_embedded_alias_is_recorded_with_its_provenance(tmp_path):
     assert config.base_model_hub_original == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert len(config.base_model_gguf_sha256) == 64
     assert config.has_adapter and config.verifier["strict"] is False
+
+
+def test_a_saved_rewriter_keeps_the_stage_ii_gate(tiny_model, tmp_path):
+    """The training gate minus its GRPO-only checks: a copy of the expert answer and trailing text pass in Stage II."""
+    config = RewriterTrainer._build_rewriter_config(RewriterGRPOConfig(str(tmp_path), use_cpu=True), "smollm2-135m-instruct")
+    training = get_verifier(GRPO_GATE).to_dict()
+    assert config.verifier == {**training, "strict": False, "max_reference_copy": None}
+    assert config.verifier["max_question_copy"] == training["max_question_copy"] is not None, "the other checks stay"
+
+    row = GSM8K_ROWS[0]
+    copy = strip_calculator_annotations(row["answer"])  # the expert answer, word for word
+    trailing = GOOD_REWRITES[72] + "\nNow another question: what is 2+2?"
+    assert [get_verifier(GRPO_GATE)(t, row["answer"], question=row["question"]).reason for t in (copy, trailing)] == [
+        "copies_reference", "trailing_text"]
+    model, tokenizer = tiny_model
+    for text, kept in ((copy, copy), (trailing, GOOD_REWRITES[72])):
+        rewriter = Rewriter(model, tokenizer, config=config, backend=StaticBackend([text]), show_progress=False)
+        patched = make_dataset("plain", [row]).map(rewriter, batched=True)
+        assert patched["patch_source"] == ["rewrite"] and patched["answer"] == [kept]
+
+
+def test_the_grpo_gate_zeroes_trailing_text_and_expert_copies_during_training(tiny_model_dir, tmp_path):
+    """A real RewriterTrainer step: completions the Stage II gate would keep get reward 0 under the GRPO gate."""
+    from hf_patchdist.rewards import completion_text
+
+    copies = {k: strip_calculator_annotations(row["answer"]) for k, row in zip((72, 10), GSM8K_ROWS)}
+    trailing = {k: GOOD_REWRITES[k] + "\nNow another question: what is 2+2?" for k in (72, 10)}
+    texts = {
+        "Natalia": [trailing[72], copies[72], GOOD_REWRITES[72], "Half of 48 is 48 / 2 = 24. So 24 + 48 = 72 clips were sold.\n#### 72"],
+        "Weng": [GOOD_REWRITES[10], trailing[10], "12 / 60 = 0.2 dollars a minute, and 0.2 * 50 = 10 dollars in all.\n#### 10", copies[10]],
+    }
+    args = tiny_args(tmp_path / "out", max_steps=1, per_device_train_batch_size=8, logging_steps=1)
+    trainer = RewriterTrainer(
+        model=tiny_model_dir, args=args, train_dataset=make_dataset("plain", GSM8K_ROWS[:2]), rollout_func=_fixed_rollout(texts)
+    )
+    reward = trainer.reward_funcs[0]
+    seen = []
+    evaluate = reward.evaluate
+
+    def recording(completions, **kwargs):
+        seen.append([completion_text(c) for c in completions])
+        return evaluate(completions, **kwargs)
+
+    reward.evaluate = recording
+    trainer.train()
+    assert seen and len(seen[-1]) == 8
+    parts = reward.last_components
+    verdicts = {text.strip(): (task, reason) for text, task, reason in zip(seen[-1], parts["r_task"], parts["reasons"])}
+    for k in (72, 10):
+        assert verdicts[trailing[k]] == (0.0, "trailing_text")
+        assert verdicts[copies[k]] == (0.0, "copies_reference")
+        assert verdicts[GOOD_REWRITES[k]] == (1.0, "")
+    log = next(entry for entry in trainer.state.log_history if "patch/feasible_fraction" in entry)
+    assert log["patch/feasible_fraction"] == pytest.approx(4 / 8)
+    assert log["patch/rejected/trailing_text"] == pytest.approx(2 / 8) and log["patch/rejected/copies_reference"] == pytest.approx(2 / 8)

@@ -1,0 +1,44 @@
+"""`hf-patchdist rewrite`: patch a data set with Generate-Verify-Fallback and save it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..models import DEFAULT_MODEL
+from .common import _add_data_arguments, _add_rewriter_arguments, _prepare_output, build_rewriter
+
+
+def cmd_rewrite(args: argparse.Namespace) -> int:
+    from ..data import load_any_dataset
+    from ..patch_statistics import PatchStatistics
+
+    output = _prepare_output(args.output, args.overwrite)
+    dataset = load_any_dataset(args.dataset, split=args.split, config_name=args.dataset_config, limit=args.limit)
+    rewriter = build_rewriter(args, args.model)
+    rewriter.detect(dataset.column_names, sample=dataset[0] if len(dataset) else None)  # fail fast on bad columns
+    print(f"Rewriting {len(dataset)} rows with {args.rewriter or args.model} ...", file=sys.stderr)
+    patched = rewriter.rewrite(dataset, load_from_cache_file=False)
+    patched.save_to_disk(str(output))
+    stats = PatchStatistics.from_dataset(patched)
+    (output / "patch_statistics.json").write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
+    print(stats.summary())
+    print(f"Saved the patched data set to {output}")
+    if args.push_to_hub:
+        from ..hub import push_patched_dataset
+
+        url = push_patched_dataset(patched, args.push_to_hub, rewriter=rewriter)
+        print(f"Pushed to {url}")
+    return 0
+
+
+def _add_rewrite_parser(sub: argparse._SubParsersAction) -> None:
+    rewrite = sub.add_parser("rewrite", help="Patch a data set with Generate-Verify-Fallback and save it")
+    _add_data_arguments(rewrite)
+    _add_rewriter_arguments(rewrite)
+    rewrite.add_argument("--model", default=DEFAULT_MODEL, help=f"Base model for prompted rewriting (default {DEFAULT_MODEL})")
+    rewrite.add_argument("--output", required=True, help="Folder for the patched data set (save_to_disk)")
+    rewrite.add_argument("--overwrite", action="store_true", help="Replace --output if it exists")
+    rewrite.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="Also push the patched data set with its card")
+    rewrite.set_defaults(func=cmd_rewrite)

@@ -1,0 +1,278 @@
+# Copyright 2025 The hf-patchdist Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The math gate: :class:`MathVerifier`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..base import VerificationResult, Verifier, _fail
+from ..final_answer import _locate_final_line
+from ..text_checks import ANNOTATION_RE, _close, _numbers_in, _shared_runs, strip_calculator_annotations, _word_count
+from .answers import _MATH_KINDS, _numeric_value, extract_math_answer, math_answers_equal
+from .arithmetic import _format_number, _normalize_math_line
+from .derivation import _derived_results, _is_result, _stated_in_conclusion
+from .equations import _equations_in_line, _first_wrong_equation, _intermediate_results, _repeated_equation
+
+_SENTENCE_SPLIT_RE = re.compile(r"\n+|(?<=[.!?;])\s+")
+# An algebra step (with "=" in the sentence): an operator between numbers and one-letter unknowns
+# ("4 * x + 600", "c + 2c", "X*1.2") or a coefficient times an unknown beside "=" ("9m = 27").
+_ALGEBRA_OPERAND = r"(?:(?<![\w.])\d*\.?\d+[A-Za-z]?(?![\w.])|(?<![\w'\u2019])[A-Za-z](?![\w'\u2019])|\))"
+_ALGEBRA_STEP_RE = re.compile(
+    _ALGEBRA_OPERAND
+    + r"\s*[-+*/^\u00d7\u00f7\u00b7\u2212\u2013]\s*\$?\s*(?=[\d.(]|[A-Za-z](?![\w'\u2019]))"
+    + _ALGEBRA_OPERAND
+    + r"|(?<![\w.])\d*\.?\d+[A-Za-z]\s*=|=\s*\$?\s*\d*\.?\d+[A-Za-z](?![\w'\u2019])"
+)
+# An equation between quantities with long units: "6 tubs of lip gloss * 2 tubes per tub = 12 tubes",
+# "38 million/19 = 2 million" (an operator between two numbers, then "=" and a number).
+_UNIT_STEP_RE = re.compile(
+    r"\d[^\d=\n]{0,60}?(?:\s[-/xX\u2212\u2013]\s|\s?[*+\u00d7\u00f7]\s?|(?<=[A-Za-z])/(?=\d))"
+    r"\s*[$\u20ac\u00a3]?\s*\.?\d[^=\n]*=\s*[$\u20ac\u00a3]?\s*\.?\d"
+)
+# An arithmetic expression "a op b" in a normalized sentence (unit words already removed).
+_EXPRESSION_RE = re.compile(
+    r"(?:\d%?|\))\s*(?:[-+*/^\u00d7\u00f7\u00b7\u2212\u2013]|\s[xX]\s|(?<=\d)[xX](?=\d))\s*\$?\s*(?:\d|\.\d|\()"
+)
+
+
+class MathVerifier(Verifier):
+    """Gate for math word problems (GSM8K, MATH-style ``\\boxed{}`` answers).
+
+    On top of the generic checks the candidate must have a final-answer line whose answer is
+    equivalent to the reference's (:func:`math_answers_equal`), every explicit equation must hold,
+    it must show explicit arithmetic, its final answer must be the result of that arithmetic, and it
+    must not be much shorter than the expert answer.
+
+    Final-answer lines: ``#### 72`` (GSM8K), a line with a closed ``\\boxed{...}``, or "The (final)
+    answer is 72." (a number, possibly with a few unit words, and no further clause).
+
+    Args:
+        strict: Reject text after the final-answer line instead of trimming it.
+        check_equations: Check every explicit equation ``a op b (op c)* = r`` (GSM8K ``<<48/2=24>>``
+            annotations included); ``+ - * / x × ÷ ^``, "times"/"plus"/"minus"/"multiplied by"/
+            "divided by", parentheses, ``$``, ``€``, ``£``, ``%`` (read both as a number and as a
+            fraction) and thousands separators are understood. A running computation
+            "5 + 3 = 8 * 2 = 16" is read as two equations. Unit words between the numbers are
+            skipped: "6 screens * 8 movies/day = 48 movies/day", "8 hours/day / 2 hours/day = 4",
+            "$100/day * 2 = $200/day" ("/day" is a unit, never a division by a word). They are kept,
+            and the equation is not read, where skipping them would change its meaning: a
+            conversion ("1/2 a cup = 4 ounces"), mixed sizes ("4 pounds - 6 ounces"), a rate
+            ("3 degrees/5%").
+        equation_rel_tol: Relative tolerance of an equation. A right side given as a single number
+            is also accepted when it is the left side rounded or truncated to the number's own
+            decimals ("10/3 = 3.33"), or a whole number within 1 of a fractional left side
+            ("10/3 = 3 boxes").
+        min_reasoning_steps: Minimum number of arithmetic steps before the final answer: sentences
+            with an arithmetic expression ``a op b`` (unit words allowed between the numbers), an
+            equation with an operator on one side (one-letter unknowns allowed: "4 * x + 600 =
+            10000", "9m = 27") or a GSM8K annotation. Numbers alone are not steps ("he pays $55,
+            which is 10% of his income"). ``0`` disables the check.
+        require_derived_answer: Require the final answer (when it is a number) to be a result of
+            the reasoning (``"answer_not_derived"`` otherwise): the right side of an equation (or any
+            number written right after "="), a value given to a one-letter unknown ("x = 2350",
+            "20 = A"), or the value of the last arithmetic expression that is not an equation
+            ("In all 48 + 24 clips"). A fractional result may be rounded to a whole answer and a
+            result may be in hundredths (0.25 dollars for 25 cents). As a last resort the last line
+            of the reasoning may state the answer ("Thus, the zip code is 11026."), unless the
+            question writes that number itself: restating "4 packs" from the question derives
+            nothing.
+        min_length_ratio: Minimum word count relative to the expert answer (annotations removed;
+            unless ``max_question_copy`` is None, words copied from the question in runs of
+            ``copy_min_words`` or more do not count, for the candidate or the expert
+            answer). ``0`` disables the check.
+        min_intermediate_recall: When set, the minimum fraction of the expert's intermediate results
+            (right sides of its equations) that must appear as numbers in the candidate.
+        reject_repeated_equations: Fail with ``"repeated_equation"`` when the same equation is
+            written on two lines, unless the expert answer repeats it too (a rewriter that repeats
+            its last step gets a longer, cheaper target without more reasoning).
+        **gate_options: The generic checks' options (``meta_phrases``, ``max_question_copy``,
+            ``reject_repeated_lines``, ``max_reference_copy``; see :class:`Verifier`).
+
+    Example:
+        ```python
+        verifier = MathVerifier()
+        reference = (
+            "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\\n"
+            "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\\n#### 72"
+        )
+        rewrite = "In May she sold half of 48, which is 48 / 2 = 24 clips. Together: 48 + 24 = 72.\\n#### 72"
+        verifier(rewrite, reference).passed  # True
+        verifier("The answer is 72.", reference).reason  # "no_reasoning"
+        verifier(rewrite.replace("48 / 2", "48 * 2"), reference).reason  # "wrong_equation"
+        verifier("In May: 48 / 2 = 24 clips.\n#### 72", reference).reason  # "answer_not_derived"
+        ```
+    """
+
+    name = "math"
+
+    def __init__(
+        self,
+        *,
+        strict: bool = False,
+        check_equations: bool = True,
+        equation_rel_tol: float = 1e-3,
+        min_reasoning_steps: int = 1,
+        require_derived_answer: bool = True,
+        min_length_ratio: float = 0.25,
+        min_intermediate_recall: float | None = None,
+        reject_repeated_equations: bool = True,
+        **gate_options: Any,
+    ) -> None:
+        super().__init__(strict=strict, **gate_options)
+        if equation_rel_tol < 0:
+            raise ValueError(f"equation_rel_tol must be >= 0, got {equation_rel_tol}")
+        if min_reasoning_steps < 0:
+            raise ValueError(f"min_reasoning_steps must be >= 0, got {min_reasoning_steps}")
+        if min_length_ratio < 0:
+            raise ValueError(f"min_length_ratio must be >= 0, got {min_length_ratio}")
+        if min_intermediate_recall is not None and not 0 <= min_intermediate_recall <= 1:
+            raise ValueError(f"min_intermediate_recall must be in [0, 1], got {min_intermediate_recall}")
+        self.check_equations = bool(check_equations)
+        self.equation_rel_tol = float(equation_rel_tol)
+        self.min_reasoning_steps = int(min_reasoning_steps)
+        self.require_derived_answer = bool(require_derived_answer)
+        self.min_length_ratio = float(min_length_ratio)
+        self.min_intermediate_recall = None if min_intermediate_recall is None else float(min_intermediate_recall)
+        self.reject_repeated_equations = bool(reject_repeated_equations)
+
+    def final_answer_end(self, text: str, final: bool = False) -> int | None:
+        """Index after the final-answer line (``####``, ``\\boxed{}``, "The answer is X"), or None.
+
+        Example:
+            ```python
+            >>> MathVerifier().final_answer_end("48 + 24 = 72\\n#### 7") is None
+            True
+            >>> MathVerifier().final_answer_end("48 + 24 = 72\\n#### 72\\n")
+            21
+            ```
+        """
+        located = _locate_final_line(text, _MATH_KINDS, final)
+        return located.end if located else None
+
+    def _reference_answer(self, reference: str) -> str | None:
+        return extract_math_answer(reference)
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            **super()._options(),
+            "check_equations": self.check_equations,
+            "equation_rel_tol": self.equation_rel_tol,
+            "min_reasoning_steps": self.min_reasoning_steps,
+            "require_derived_answer": self.require_derived_answer,
+            "min_length_ratio": self.min_length_ratio,
+            "min_intermediate_recall": self.min_intermediate_recall,
+            "reject_repeated_equations": self.reject_repeated_equations,
+        }
+
+    def _check(self, text: str, reference: str, question: str | None) -> VerificationResult:
+        located = _locate_final_line(text, _MATH_KINDS, final=True)
+        if not located:
+            return _fail("no_final_answer", text, "no '#### <answer>', \\boxed{} or 'The answer is' line")
+        expected = extract_math_answer(reference)
+        if expected is None or not math_answers_equal(located.answer, expected):
+            return _fail(
+                "wrong_final_answer",
+                text,
+                f"final answer {located.answer!r} is not equivalent to the reference's {expected!r}",
+            )
+        if self.check_equations:
+            wrong = _first_wrong_equation(text, self.equation_rel_tol)
+            if wrong is not None:
+                return _fail("wrong_equation", text, wrong)
+        if self.reject_repeated_equations:
+            repeated = _repeated_equation(text, reference)
+            if repeated is not None:
+                return _fail("repeated_equation", text, f"{repeated} is written on two lines")
+        if self.min_reasoning_steps:
+            steps = self._count_reasoning_steps(text[: located.start])
+            if steps < self.min_reasoning_steps:
+                return _fail(
+                    "no_reasoning",
+                    text,
+                    f"{steps} arithmetic step(s) before the final answer, {self.min_reasoning_steps} required",
+                )
+        if self.require_derived_answer:
+            # The reasoning, and the box of "48 + 24 = \\boxed{72}" (but not "The answer = 72").
+            worked = text[: located.end] if located.kind == "boxed" else text[: located.start]
+            final_value = _numeric_value(located.answer)
+            if (
+                final_value is not None
+                and not any(_is_result(final_value[0], v) for v in _derived_results(worked))
+                and not _stated_in_conclusion(text[: located.start], final_value[0], question)
+            ):
+                return _fail(
+                    "answer_not_derived",
+                    text,
+                    f"the final answer {located.answer!r} is not the result of any equation or of the last "
+                    "arithmetic expression",
+                )
+        if self.min_length_ratio:
+            words, reference_words = self._own_word_count(text, question), self._own_word_count(reference, question)
+            if words < self.min_length_ratio * reference_words:
+                return _fail(
+                    "too_short",
+                    text,
+                    f"{words} words, fewer than {self.min_length_ratio:g} x the expert answer's {reference_words}",
+                )
+        if self.min_intermediate_recall is not None:
+            expected_values = _intermediate_results(reference)
+            if expected_values:
+                found = _numbers_in(strip_calculator_annotations(text))
+                recalled = [v for v in expected_values if any(_close(v, abs(f), 1e-6) for f in found)]
+                recall = len(recalled) / len(expected_values)
+                if recall < self.min_intermediate_recall:
+                    missing = [_format_number(v) for v in expected_values if v not in recalled]
+                    return _fail(
+                        "missing_intermediate_results",
+                        text,
+                        f"{len(recalled)}/{len(expected_values)} of the expert's intermediate results "
+                        f"appear (missing: {', '.join(missing)})",
+                    )
+        return VerificationResult(passed=True, reason="", text=text)
+
+    def _own_word_count(self, text: str, question: str | None) -> int:
+        """Words of ``text`` (annotations removed) not copied verbatim from the question."""
+        words = _word_count(text)
+        if question and self.max_question_copy is not None:
+            words -= _shared_runs(question, strip_calculator_annotations(text), self.copy_min_words)[1]
+        return words
+
+    @staticmethod
+    def _count_reasoning_steps(body: str) -> int:
+        """Sentences of ``body`` with an explicit arithmetic step.
+
+        A step is a GSM8K annotation ``<<a*b=c>>`` (not ``<<30=30>>``), an equation with an operator,
+        an arithmetic expression ``a op b`` (``+ - * / x × ÷ ^``, the words "times", "plus",
+        "minus", "multiplied by", "divided by"; unit words between the numbers are allowed), or an
+        algebra step with one-letter unknowns ("4 * x + 600 = 10000", "9m = 27"). A number alone is
+        not a step: "he pays $55, which is 10% of his income" states, it does not compute.
+        """
+        steps = 0
+        for sentence in _SENTENCE_SPLIT_RE.split(body):
+            if not sentence.strip():
+                continue
+            if any(_EXPRESSION_RE.search(a.group(0)) for a in ANNOTATION_RE.finditer(sentence)):
+                steps += 1
+                continue
+            visible = strip_calculator_annotations(sentence)
+            normalized = _normalize_math_line(visible)
+            if (
+                _EXPRESSION_RE.search(normalized)
+                or ("=" in normalized and (_ALGEBRA_STEP_RE.search(normalized) or _UNIT_STEP_RE.search(normalized)))
+                or next(_equations_in_line(visible), None)
+            ):
+                steps += 1
+        return steps

@@ -1,0 +1,77 @@
+# Copyright 2025 The hf-patchdist Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Gate presets: ready-made verifier configurations and the defaults of the generic checks.
+
+A preset is a :meth:`~hf_patchdist.verifiers.Verifier.to_dict` style dict that
+:func:`~hf_patchdist.verifiers.get_verifier` turns into a verifier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+GRPO_GATE: dict[str, Any] = {"name": "math", "strict": True, "max_reference_copy": 0.9}
+"""The default gate of GRPO training: strict (trimming trailing text in the reward would still
+train on it) and failing near-verbatim copies of the expert answer, the cheapest feasible
+candidate, which GRPO otherwise converges on."""
+
+GRPO_ONLY_OPTIONS: dict[str, Any] = {"strict": False, "max_reference_copy": None}
+"""The options of a GRPO gate that a rewriter does not keep for Stage II, with their Stage II values."""
+
+
+def stage_ii_gate(gate: Mapping[str, Any]) -> dict[str, Any]:
+    """The Stage II gate of a rewriter trained under ``gate`` (a ``Verifier.to_dict()``): the same checks,
+    without the GRPO-only ones.
+
+    Stage II trims text after the final-answer line (the trimmed text is never kept, so it need not
+    fail) and keeps a copy of the expert answer (a correct answer: keeping it changes nothing, and
+    rejecting it only falls back to the expert answer itself). Both checks exist to close cheap ways
+    through the GRPO reward, not to judge a rewrite.
+    """
+    return {**gate, **{option: value for option, value in GRPO_ONLY_OPTIONS.items() if option in gate}}
+
+DEFAULT_META_PHRASES: tuple[str, ...] = (
+    "original solution",
+    "original answer",
+    "original response",
+    "original text",
+    "original explanation",
+    "original reasoning",
+    "original version",
+    "rewrite",
+    "rewrites",
+    "rewritten",
+    "rewrote",
+    "rewriting",
+    "rephrase",
+    "rephrased",
+    "rephrasing",
+    "paraphrase",
+    "paraphrased",
+    "paraphrasing",
+    "expert answer",
+    "expert's answer",
+    "expert solution",
+    "expert's solution",
+    "reference answer",
+    "reference solution",
+    "given solution",
+    "provided solution",
+    "provided answer",
+    "in my own words",
+    "in your own words",
+    "in our own words",
+)
+"""Phrases (case-insensitive, whole words) that betray text about the rewriting task itself."""

@@ -1,0 +1,89 @@
+"""The on-disk patch cache (`hf_patchdist.rewriter.cache`): reused for the same rewriter, invalidated when what
+decides the rewrites changes, keyed by `Rewriter.fingerprint()`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import GSM8K_ROWS, good_rewrite_for, make_dataset
+
+from hf_patchdist.generation import StaticBackend
+from hf_patchdist.rewriter import Rewriter, RewriterConfig
+
+ROWS = GSM8K_ROWS[:2]
+
+
+@pytest.fixture
+def adapter_dir(tiny_model_dir, tmp_path):
+    """A rewriter folder with a random, non-zero LoRA adapter on the tiny model."""
+    from peft import LoraConfig, get_peft_model
+
+    from hf_patchdist.models import load_model_and_tokenizer
+
+    folder = tmp_path / "adapter-rewriter"
+    model, _ = load_model_and_tokenizer(tiny_model_dir, dtype="float32", device="cpu")
+    torch.manual_seed(1)
+    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)).save_pretrained(folder)
+    RewriterConfig(base_model=tiny_model_dir, has_adapter=True).save(folder)
+    return folder
+
+
+def _options():
+    return {"backend": StaticBackend(good_rewrite_for), "show_progress": False, "dtype": "float32", "device": "cpu"}
+
+
+def test_changed_adapter_weights_in_the_same_folder_invalidate_the_cache(adapter_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    dataset, cache = make_dataset("plain", ROWS), tmp_path / "cache"
+    first = Rewriter.from_pretrained(adapter_dir, **_options()).patch_dataset(dataset, cache_dir=cache)
+    again = Rewriter.from_pretrained(adapter_dir, **_options()).patch_dataset(dataset, cache_dir=cache)
+    assert (first.from_cache, again.from_cache) == (False, True) and again.key == first.key
+
+    weights_file = adapter_dir / "adapter_model.safetensors"
+    weights = load_file(str(weights_file))
+    name = sorted(weights)[0]
+    weights[name] = weights[name].clone()
+    weights[name][0, 0] += 1.0  # one weight of the adapter changes; the folder, config and file name stay
+    save_file(weights, str(weights_file), metadata={"format": "pt"})
+    changed = Rewriter.from_pretrained(adapter_dir, **_options()).patch_dataset(dataset, cache_dir=cache)
+    assert not changed.from_cache and changed.key != first.key
+    assert changed.rewriter_fingerprint != first.rewriter_fingerprint
+
+
+def test_a_loaded_model_changed_in_memory_invalidates_the_cache(tiny_model, tmp_path):
+    model, tokenizer = tiny_model
+    dataset, cache = make_dataset("plain", ROWS), tmp_path / "cache"
+    rewriter = Rewriter(model, tokenizer, backend=StaticBackend(good_rewrite_for), show_progress=False)
+    first = rewriter.patch_dataset(dataset, cache_dir=cache)
+    again = rewriter.patch_dataset(dataset, cache_dir=cache)
+    assert (first.from_cache, again.from_cache) == (False, True) and again.key == first.key
+
+    weight = model.model.layers[0].mlp.down_proj.weight
+    original = weight[0, 0].item()
+    with torch.no_grad():
+        weight[0, 0] = original + 0.5  # one weight, in memory: same object, same name, same config
+    changed = rewriter.patch_dataset(dataset, cache_dir=cache)
+    assert not changed.from_cache and changed.key != first.key
+    assert changed.dataset["patch_nll_original"] != first.dataset["patch_nll_original"], "the new weights score differently"
+
+    with torch.no_grad():
+        weight[0, 0] = original
+    restored = rewriter.patch_dataset(dataset, cache_dir=cache)
+    assert restored.from_cache and restored.key == first.key, "the same weights give the same key"
+
+    fingerprint = rewriter.fingerprint()
+    model.to(torch.bfloat16)
+    assert rewriter.fingerprint() != fingerprint, "another dtype is another model"
+
+
+def test_loading_an_adapter_onto_a_given_model_keeps_the_key(adapter_dir, tiny_model, tmp_path):
+    """The base weights hash the same before and after PEFT wraps the model with the adapter."""
+    model, tokenizer = tiny_model
+    dataset, cache = make_dataset("plain", ROWS), tmp_path / "cache"
+    rewriter = Rewriter.from_pretrained(adapter_dir, model=model, tokenizer=tokenizer, backend=StaticBackend(good_rewrite_for), show_progress=False)
+    before = rewriter.fingerprint()
+    first = rewriter.patch_dataset(dataset, cache_dir=cache)
+    assert getattr(rewriter.model, "peft_config", None), "the adapter is loaded now"
+    assert rewriter.fingerprint() == before == first.rewriter_fingerprint
+    assert rewriter.patch_dataset(dataset, cache_dir=cache).from_cache

@@ -1,0 +1,63 @@
+"""The verdict logic of the benchmark scripts (no model is run): a goal can fail, and a run that
+cannot resolve its effect does not count as meeting it."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def memory_runs(baseline, patch, second_copy, scored=4):
+    def records(peaks, answers):
+        return [{"peak_rss_mb": p, "scored_answers": answers} for p in peaks]
+
+    return {"baseline": records(baseline, 0), "patch": records(patch, scored), "second_copy": records(second_copy, scored)}
+
+
+def test_grpo_memory_met_when_the_patch_costs_little_of_a_resolved_second_copy():
+    summary = load("grpo_memory").summarize(memory_runs([1000, 1005, 1002], [1030, 1032, 1028], [1300, 1302, 1305]))
+    assert summary["median_peak_rss_mb"] == {"baseline": 1002, "patch": 1030, "second_copy": 1302}
+    assert summary["spread_mb"] == {"baseline": 5, "patch": 4, "second_copy": 5}
+    assert summary["patch_share"] == pytest.approx(28 / 300)
+    assert summary["resolvable"] and summary["control_fails_goal"]
+    assert summary["meets_goal"] is True
+
+
+def test_grpo_memory_not_met_when_the_patch_costs_half_a_copy():
+    summary = load("grpo_memory").summarize(memory_runs([1000, 1000], [1150, 1150], [1300, 1300]))
+    assert summary["patch_share"] == pytest.approx(0.5)
+    assert summary["meets_goal"] is False
+    assert summary["reason"].startswith("not met")
+
+
+def test_grpo_memory_cannot_tell_when_the_noise_hides_the_second_copy():
+    # The stored result of the earlier version: the patch ran below the baseline, the copy 250 MB above it.
+    summary = load("grpo_memory").summarize(memory_runs([5000, 4800], [4763, 4900], [5248, 5100]))
+    assert not summary["resolvable"]
+    assert summary["meets_goal"] is False
+    assert summary["reason"].startswith("cannot tell")
+
+
+def test_grpo_memory_not_met_when_the_scorer_never_ran():
+    summary = load("grpo_memory").summarize(memory_runs([1000], [1010], [1300], scored=0))
+    assert summary["resolvable"] and not summary["scoring_ran"]
+    assert summary["meets_goal"] is False
+
+
+def test_rewriter_vs_prompted_goal_needs_both_parts():
+    check = load("rewriter_vs_prompted").goal_check
+    assert check(1.10, 0.32, 0.145) == {"goal_nll_ratio": 0.85, "goals": {"nll_ratio": False, "acceptance_no_lower": True}, "meets_goal": False}
+    assert check(0.80, 0.10, 0.145)["goals"] == {"nll_ratio": True, "acceptance_no_lower": False}
+    assert check(0.80, 0.20, 0.145)["meets_goal"] is True
+    assert check(None, 0.0, 0.1)["meets_goal"] is False
