@@ -126,6 +126,22 @@ def tiny_model_dir(tmp_path_factory):
     return str(folder)
 
 
+def sharpen_weights(model) -> None:
+    """Re-draw a tiny model's weights so that greedy outputs depend on every prompt token, position and mask entry.
+
+    Weights at std 2/sqrt(fan_in) (embeddings at 1) make the outputs chaotic; queries and keys at
+    1/sqrt(fan_in) keep attention spread over many positions, so a padding position wrongly let
+    through (a mask row of another row) shifts the output instead of drowning under one peak.
+    """
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.ndim == 2 and "lora_" not in name:
+                scale = 1.0 if ("q_proj" in name or "k_proj" in name) else 2.0
+                std = 1.0 if "embed" in name else scale / parameter.shape[1] ** 0.5
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+
+
 @pytest.fixture
 def tiny_model(tiny_model_dir):
     from hf_patchdist.models import load_model_and_tokenizer

@@ -31,6 +31,8 @@ class GenerationSettings:
         do_sample: Sample instead of greedy decoding (needed for several distinct candidates).
         temperature: Sampling temperature.
         top_p: Nucleus sampling threshold.
+        top_k: Sample among the ``top_k`` most likely tokens only; 0 keeps every token (as TRL's
+            ``GRPOConfig.top_k``).
         batch_size: Prompts per generation batch.
         length_multiple: The Rewriter's per-example token limit follows the expert answer:
             ``min(max_new_tokens, ceil(length_multiple * expert_tokens + length_margin))``, where
@@ -48,12 +50,18 @@ class GenerationSettings:
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int = 0
     batch_size: int = 16
     length_multiple: float | None = 1.5
     length_margin: int = 32
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        settings = asdict(self)
+        if not settings["top_k"]:
+            # Left out at its default, so that configs (and patch-cache fingerprints) of rewriters saved
+            # before the field existed stay the same.
+            del settings["top_k"]
+        return settings
 
     def token_limit(self, reference_tokens: int | None) -> int:
         """The new-token limit of an example whose expert answer has ``reference_tokens`` tokens.

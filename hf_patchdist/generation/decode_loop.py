@@ -152,14 +152,17 @@ def token_has_newline(tokenizer: Any, token: int, memo: dict[int, bool]) -> bool
 
 
 def logits_warpers(settings: GenerationSettings) -> list[Any]:
-    """The warpers ``generate`` applies for these settings (temperature, then top-p; none for greedy)."""
+    """The warpers ``generate`` applies for these settings, in its order (temperature, top-k, top-p;
+    none for greedy)."""
     if not settings.do_sample:
         return []
-    from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
     warpers: list[Any] = []
     if settings.temperature is not None and settings.temperature != 1.0:
         warpers.append(TemperatureLogitsWarper(settings.temperature))
+    if settings.top_k:
+        warpers.append(TopKLogitsWarper(int(settings.top_k)))
     if settings.top_p is not None and settings.top_p < 1.0:
         warpers.append(TopPLogitsWarper(settings.top_p))
     return warpers

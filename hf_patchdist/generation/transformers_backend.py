@@ -164,7 +164,8 @@ class TransformersBackend(GenerationBackend):
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _encode(self, prompts: Sequence[str]) -> list[list[int]]:
+    def encode(self, prompts: Sequence[str]) -> list[list[int]]:
+        """The token ids each prompt is generated from (no special tokens added: prompts are chat-rendered)."""
         return [list(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
 
     def _batches(self, lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -199,7 +200,7 @@ class TransformersBackend(GenerationBackend):
         self.last_stats = GenerationStats(decode_loop="cache")
         loop = DecodeLoop(self.model, self.tokenizer, self.last_stats, self._piece_has_newline)
         device = self._device()
-        encoded = self._encode(prompts)
+        encoded = self.encode(prompts)
         self.last_stats.prompt_tokens = sum(len(ids) for ids in encoded)
         eos = set(_eos_token_ids(self.model, self.tokenizer).tolist())
         results: list[list[GeneratedText]] = [[] for _ in prompts]
@@ -230,7 +231,7 @@ class TransformersBackend(GenerationBackend):
 
         self.last_stats = GenerationStats(decode_loop="generate")
         device = self._device()
-        encoded = self._encode(prompts)
+        encoded = self.encode(prompts)
         self.last_stats.prompt_tokens = sum(len(ids) for ids in encoded)
         eos_ids = _eos_token_ids(self.model, self.tokenizer)
         pad_id = self._pad_id()
@@ -258,7 +259,7 @@ class TransformersBackend(GenerationBackend):
                 "stopping_criteria": criteria,
             }
             if settings.do_sample:
-                kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
+                kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
             output = self.model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **kwargs)

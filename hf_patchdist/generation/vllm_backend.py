@@ -44,6 +44,7 @@ class VLLMBackend(GenerationBackend):
                 max_tokens=int(limit),
                 temperature=settings.temperature if settings.do_sample else 0.0,
                 top_p=settings.top_p,
+                top_k=settings.top_k or -1,  # vLLM's "every token" is -1
             )
             for limit in limits
         ]

@@ -10,6 +10,7 @@ from trl import GRPOConfig
 from ..models import apply_hardware_precision
 from ..rewriter.config import DEFAULT_PROMPT_TEMPLATE
 from ..verifiers import GRPO_GATE, get_verifier
+from .rollout import ROLLOUT_ENGINES, unsupported_sampling_options
 
 ALL_LINEAR = "all-linear"
 
@@ -75,6 +76,26 @@ class RewriterGRPOConfig(GRPOConfig):
             A separate pi_0 scorer model (a second copy in memory). ``None`` scores with the trained backbone
             with the adapter disabled: one copy of the model serves as policy, reference and scorer.
 
+    Parameters that control how the rollouts are generated:
+
+        rollout_engine (`str` or `None`, defaults to `None`):
+            ``"decode_loop"``: the project's decode loop on the policy itself
+            (:class:`~hf_patchdist.trainers.rollout.DecodeLoopRollout`, passed to TRL as its ``rollout_func``): each
+            distinct prompt is prefilled once and its K candidates share its keys and values, finished rows leave the
+            batch. It samples with ``temperature``, ``top_p`` and ``top_k`` and refuses ``min_p``,
+            ``repetition_penalty`` and ``generation_kwargs``, which it does not apply. ``"trl"``: TRL's own generation
+            (``model.generate`` on the K-times repeated prompts, or its continuous batching with
+            ``use_transformers_continuous_batching``, or vLLM with ``use_vllm``). ``None`` picks ``"decode_loop"`` on
+            a CPU (``benchmarks/results/grpo_step_time.json``) unless vLLM, continuous batching or one of the options
+            the decode loop does not apply is set, and ``"trl"`` on a GPU. A ``rollout_func`` passed to the trainer
+            wins over this field.
+        rollout_stop_at_final_answer (`bool`, defaults to `True`):
+            With the decode loop, end a completion at the end of its final-answer line (the gate's
+            ``final_answer_end``), as the Rewriter does at Stage II; TRL's ``generate`` runs on to the end-of-sequence
+            token or ``max_completion_length``, and the strict gate fails whatever follows the final-answer line. Such
+            a completion does not end in an end-of-sequence token, so TRL counts it in ``completions/clipped_ratio``;
+            it cannot be combined with ``mask_truncated_completions``, which would drop it from the loss.
+
     Parameters that control the LoRA adapter (used when no ``peft_config`` is passed to the trainer). TRL's
     ``ModelConfig`` has fields of the same names; ``hf-patchdist train-rewriter`` therefore parses these four
     here, in the config, and pairs the config with ``RewriterModelConfig`` (``ModelConfig``'s model options without
@@ -117,6 +138,15 @@ class RewriterGRPOConfig(GRPOConfig):
     answer_column: str | None = field(default=None, metadata={"help": "Plain answer column."})
     scorer_model: str | None = field(default=None, metadata={"help": "Separate pi_0 scorer model; None: shared backbone."})
 
+    rollout_engine: str | None = field(
+        default=None,
+        metadata={"help": "Rollouts: 'decode_loop' (shared prefill, finished rows leave), 'trl' (TRL's own generation); "
+                  "None: decode_loop on a CPU, trl on a GPU."},
+    )
+    rollout_stop_at_final_answer: bool = field(
+        default=True, metadata={"help": "Decode loop: end a completion after its final-answer line."}
+    )
+
     lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
@@ -134,3 +164,30 @@ class RewriterGRPOConfig(GRPOConfig):
             self.lora_target_modules = ALL_LINEAR
         apply_hardware_precision(self)
         super().__post_init__()
+        self.rollout_engine = resolve_rollout_engine(self)
+
+
+def resolve_rollout_engine(args: RewriterGRPOConfig) -> str:
+    """The rollout engine ``args`` asks for (``rollout_engine=None``: the default for this machine), checked."""
+    engine = args.rollout_engine
+    if engine is not None and engine not in ROLLOUT_ENGINES:
+        raise ValueError(f"rollout_engine must be one of {ROLLOUT_ENGINES} or None, got {engine!r}")
+    others = [name for name in ("use_vllm", "use_transformers_continuous_batching") if getattr(args, name, False)]
+    unsupported = unsupported_sampling_options(args)
+    masked = args.mask_truncated_completions and args.rollout_stop_at_final_answer
+    if engine is None:
+        return "decode_loop" if args.use_cpu and not (others or unsupported or masked) else "trl"
+    if engine == "decode_loop":
+        if others:
+            raise ValueError(f"rollout_engine='decode_loop' generates with the policy itself; unset {' and '.join(others)} or use rollout_engine='trl'.")
+        if unsupported:
+            raise ValueError(
+                f"rollout_engine='decode_loop' does not apply {', '.join(unsupported)}: leave them at their defaults or "
+                "use rollout_engine='trl'."
+            )
+        if masked:
+            raise ValueError(
+                "mask_truncated_completions would drop every completion the decode loop ends at its final-answer line "
+                "(it ends without an end-of-sequence token): set rollout_stop_at_final_answer=False or use rollout_engine='trl'."
+            )
+    return engine

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from ..rewriter import Rewriter, RewriterConfig, build_prompt_messages
 from ..scoring import QAScorer
 from ..verifiers import get_verifier, stage_ii_gate
 from .rewriter_grpo_config import RewriterGRPOConfig
+from .rollout import DecodeLoopRollout
 
 
 logger = logging.getLogger(__name__)
@@ -137,20 +139,28 @@ class RewriterTrainer(GRPOTrainer):
             if isinstance(reward, GroupReward) and judge is not None and reward.judge is None:
                 reward.judge = judge
 
+        if args.rollout_engine == "decode_loop" and kwargs.get("rollout_func") is None:
+            stop = get_verifier(args.verifier).final_answer_end if args.rollout_stop_at_final_answer else None
+            kwargs["rollout_func"] = DecodeLoopRollout(stop)
+
         # GRPOTrainer warns that a loaded model ignores `model_init_kwargs`: here they were used to load it.
         given_init_kwargs = args.model_init_kwargs
         if init_kwargs is not None:
             args.model_init_kwargs = None
         try:
-            super().__init__(
-                model=model,
-                reward_funcs=reward_funcs,
-                args=args,
-                train_dataset=train_dataset,
-                processing_class=processing_class,
-                peft_config=peft_config,
-                **kwargs,
-            )
+            with warnings.catch_warnings():
+                # TRL calls rollout_func experimental: the warning is for a user's own function, not the decode loop.
+                if isinstance(kwargs.get("rollout_func"), DecodeLoopRollout):
+                    warnings.filterwarnings("ignore", message="You are using 'rollout_func'")
+                super().__init__(
+                    model=model,
+                    reward_funcs=reward_funcs,
+                    args=args,
+                    train_dataset=train_dataset,
+                    processing_class=processing_class,
+                    peft_config=peft_config,
+                    **kwargs,
+                )
         finally:
             args.model_init_kwargs = given_init_kwargs
 

@@ -12,6 +12,8 @@ import logging
 import pytest
 import torch
 
+from conftest import sharpen_weights
+
 from hf_patchdist.generation import GeneratedText, GenerationSettings, StaticBackend, TransformersBackend
 from hf_patchdist.generation.base import accepts_token_limits
 
@@ -34,20 +36,9 @@ def chat_prompts(tokenizer, questions=QUESTIONS):
 
 @pytest.fixture
 def sharp_model(tiny_model):
-    """The tiny model re-drawn so that greedy outputs depend on every prompt token, position and mask entry.
-
-    Weights at std 2/sqrt(fan_in) (embeddings at 1) make the outputs chaotic; queries and keys at
-    1/sqrt(fan_in) keep attention spread over many positions, so a padding position wrongly let
-    through (a mask row of another row) shifts the output instead of drowning under one peak.
-    """
+    """The tiny model re-drawn so that greedy outputs depend on every prompt token, position and mask entry."""
     model, tokenizer = tiny_model
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if parameter.ndim == 2:
-                scale = 1.0 if ("q_proj" in name or "k_proj" in name) else 2.0
-                std = 1.0 if "embed" in name else scale / parameter.shape[1] ** 0.5
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+    sharpen_weights(model)
     return model, tokenizer
 
 
