@@ -30,3 +30,29 @@ def test_generation_verifier_accepts_the_right_answer_and_rejects_the_wrong_one(
     expected = [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True) for q, _ in items]
     assert seen == expected
     assert expected[0].endswith("<|im_start|>assistant\n") and "<|im_start|>user\n" + items[0][0] in expected[0]
+
+
+def test_answers_and_kl_samples_come_from_the_decode_loop_with_generate_s_greedy_answers(tiny_model, monkeypatch):
+    """Evaluation generates through TransformersBackend's decode loop (model.generate is never called), and its
+    greedy float32 answers are the ones model.generate gives."""
+    from conftest import sharpen_weights
+
+    from hf_patchdist.evaluation.sampling import generate_answers, sample_continuations
+    from hf_patchdist.generation import TransformersBackend
+
+    model, tokenizer = tiny_model
+    sharpen_weights(model)
+    questions = [r["question"] for r in GSM8K_ROWS] + ["What is 2 + 2?"]
+    before = generate_answers(
+        model, tokenizer, questions, backend=TransformersBackend(model, tokenizer, decode_loop="generate"),
+        max_new_tokens=12, batch_size=3, show_progress=False,
+    )
+    assert len(set(before)) == len(questions), "the questions must have different greedy answers"
+
+    def no_generate(*args, **kwargs):
+        raise AssertionError("evaluation called model.generate")
+
+    monkeypatch.setattr(model, "generate", no_generate)
+    assert generate_answers(model, tokenizer, questions, max_new_tokens=12, batch_size=3, show_progress=False) == before
+    samples = sample_continuations(model, tokenizer, ["Hello", "What is 2 + 2?"], max_new_tokens=6, show_progress=False)
+    assert len(samples) == 2 and all(samples)

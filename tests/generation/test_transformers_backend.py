@@ -177,6 +177,29 @@ def test_sampling_follows_temperature(sharp_model):
     assert backend.last_stats.token_ids == [[t[0]] * 2 for t in greedy_tokens]
 
 
+@pytest.mark.parametrize("decode_loop", ["cache", "generate"])
+def test_sampling_follows_top_k(sharp_model, decode_loop):
+    """top_k = 1 at temperature 1 samples the arg-max (without top-k, temperature-1 samples of this model differ)."""
+    model, tokenizer = sharp_model
+    prompts = chat_prompts(tokenizer)[:3]
+    backend = TransformersBackend(model, tokenizer, decode_loop=decode_loop)
+    backend.generate(prompts, num_candidates=1, settings=GenerationSettings(max_new_tokens=10))
+    greedy_tokens = backend.last_stats.token_ids
+    torch.manual_seed(0)
+    backend.generate(prompts, num_candidates=3, settings=GenerationSettings(max_new_tokens=10, do_sample=True, top_k=1))
+    assert backend.last_stats.token_ids == [[t[0]] * 3 for t in greedy_tokens]
+    torch.manual_seed(0)
+    backend.generate(prompts, num_candidates=3, settings=GenerationSettings(max_new_tokens=10, do_sample=True))
+    assert backend.last_stats.token_ids != [[t[0]] * 3 for t in greedy_tokens]
+
+
+def test_top_k_left_out_of_saved_settings_at_its_default():
+    """Rewriter configs (and patch-cache fingerprints) saved before top_k existed stay the same."""
+    assert "top_k" not in GenerationSettings().to_dict()
+    assert GenerationSettings(top_k=20).to_dict()["top_k"] == 20
+    assert GenerationSettings(**GenerationSettings(top_k=20).to_dict()) == GenerationSettings(top_k=20)
+
+
 # ---------------------------------------------------------------------- finished rows leave
 def test_finished_rows_leave_the_batch(sharp_model, monkeypatch):
     model, tokenizer = sharp_model
