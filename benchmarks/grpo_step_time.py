@@ -153,8 +153,10 @@ def summarize(results: dict) -> dict:
         summary.update(meets_goal=False, reason="the control or the decode loop did not run")
         return summary
     ratios = {name: round(seconds / times[CONTROL], 3) for name, seconds in times.items()}
+    generation = {name: r["median_generation_seconds"] for name, r in results.items() if "median_generation_seconds" in r}
     summary.update(
         step_time_over_generate=ratios,
+        generation_time_over_generate={name: round(seconds / generation[CONTROL], 3) for name, seconds in generation.items()},
         decode_loop_over_generate=ratios[CANDIDATE],
         control_fails_goal=ratios[CONTROL] > GOAL_RATIO,
         fastest_engine=min(times, key=times.get),
@@ -177,8 +179,6 @@ def main() -> None:
     if not Path(args.data).exists():
         args.data = "/work/shared/data/gsm8k/train.jsonl"
 
-    import torch
-
     dataset = load_prompts(args.data, args.split)
     load_before = [round(x, 2) for x in os.getloadavg()]
     started = time.time()
@@ -191,14 +191,24 @@ def main() -> None:
             results[name] = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()[-2000:]}
         print(f"[grpo_step_time] {name}: {({k: v for k, v in results[name].items() if k not in ('texts', 'logs', 'traceback')})}", file=sys.stderr, flush=True)
 
-    texts = {name: r.pop("texts", []) for name, r in results.items()}
+        # Written after each engine, so that a run cut short still leaves what it measured.
+        result = build_result(args, results, load_before, started, complete=name == args.engines[-1])
+    print(json.dumps(result))
+
+
+def build_result(args: argparse.Namespace, results: dict, load_before: list[float], started: float, complete: bool) -> dict:
+    import torch
+
+    texts = {name: r.get("texts", []) for name, r in results.items()}
+    engines = {name: {k: v for k, v in r.items() if k != "texts"} for name, r in results.items()}
     result = {
         "benchmark": "grpo_step_time",
         "goal": f"decode_loop median GRPO step time <= {GOAL_RATIO}x TRL generate's, same settings, same run",
+        "complete": complete,
         "settings": {**{k: v for k, v in EXAMPLE_SETTINGS.items() if k != "verifier"}, "verifier": EXAMPLE_SETTINGS["verifier"],
                      "model": "smollm2-135m-instruct", "data": f"gsm8k {args.split}", "steps": args.steps, "warm_up_steps": 1},
         **summarize(results),
-        "engines": results,
+        "engines": engines,
         "texts_file": "benchmarks/results/grpo_step_time_texts.json",
         "loadavg_before": load_before,
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
@@ -210,7 +220,7 @@ def main() -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2) + "\n")
     output.with_name(output.stem + "_texts.json").write_text(json.dumps(texts, indent=2) + "\n")
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

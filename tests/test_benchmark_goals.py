@@ -61,3 +61,27 @@ def test_rewriter_vs_prompted_goal_needs_both_parts():
     assert check(0.80, 0.10, 0.145)["goals"] == {"nll_ratio": True, "acceptance_no_lower": False}
     assert check(0.80, 0.20, 0.145)["meets_goal"] is True
     assert check(None, 0.0, 0.1)["meets_goal"] is False
+
+
+def step_times(generate, decode_loop, batching=None):
+    results = {
+        "trl_generate": {"median_step_seconds": generate, "median_generation_seconds": generate / 2},
+        "decode_loop": {"median_step_seconds": decode_loop, "median_generation_seconds": decode_loop / 4},
+    }
+    results["trl_continuous_batching"] = {"error": "RuntimeError: no"} if batching is None else {"median_step_seconds": batching, "median_generation_seconds": batching}
+    return results
+
+
+def test_grpo_step_time_met_at_half_the_generate_step_and_the_control_fails():
+    summary = load("grpo_step_time").summarize(step_times(100.0, 45.0))
+    assert summary["decode_loop_over_generate"] == 0.45 and summary["step_time_over_generate"]["trl_generate"] == 1.0
+    assert summary["control_fails_goal"] and summary["meets_goal"] is True
+    assert summary["fastest_engine"] == "decode_loop" and "trl_continuous_batching" not in summary["median_step_seconds"]
+
+
+def test_grpo_step_time_not_met_above_half_or_without_the_control():
+    module = load("grpo_step_time")
+    summary = module.summarize(step_times(100.0, 60.0, batching=50.0))
+    assert summary["meets_goal"] is False and summary["fastest_engine"] == "trl_continuous_batching"
+    missing = module.summarize({"decode_loop": {"median_step_seconds": 1.0, "median_generation_seconds": 1.0}})
+    assert missing["meets_goal"] is False and "did not run" in missing["reason"]
