@@ -85,10 +85,10 @@ class RewriterGRPOConfig(GRPOConfig):
             batch. It samples with ``temperature``, ``top_p`` and ``top_k`` and refuses ``min_p``,
             ``repetition_penalty`` and ``generation_kwargs``, which it does not apply. ``"trl"``: TRL's own generation
             (``model.generate`` on the K-times repeated prompts, or its continuous batching with
-            ``use_transformers_continuous_batching``, or vLLM with ``use_vllm``). ``None`` picks ``"decode_loop"`` on
-            a CPU (``benchmarks/results/grpo_step_time.json``) unless vLLM, continuous batching or one of the options
-            the decode loop does not apply is set, and ``"trl"`` on a GPU. A ``rollout_func`` passed to the trainer
-            wins over this field.
+            ``use_transformers_continuous_batching``, or vLLM with ``use_vllm``). ``None`` is ``"trl"`` for now: the
+            first CPU measurement (``benchmarks/results/grpo_step_time.json``) ran on a loaded machine and did not
+            show the decode loop faster per step, so the default stays what it was until a clean run says
+            otherwise. A ``rollout_func`` passed to the trainer wins over this field.
         rollout_stop_at_final_answer (`bool`, defaults to `True`):
             With the decode loop, end a completion at the end of its final-answer line (the gate's
             ``final_answer_end``), as the Rewriter does at Stage II; TRL's ``generate`` runs on to the end-of-sequence
@@ -141,7 +141,7 @@ class RewriterGRPOConfig(GRPOConfig):
     rollout_engine: str | None = field(
         default=None,
         metadata={"help": "Rollouts: 'decode_loop' (shared prefill, finished rows leave), 'trl' (TRL's own generation); "
-                  "None: decode_loop on a CPU, trl on a GPU."},
+                  "None: trl (until a clean measurement says otherwise)."},
     )
     rollout_stop_at_final_answer: bool = field(
         default=True, metadata={"help": "Decode loop: end a completion after its final-answer line."}
@@ -176,7 +176,8 @@ def resolve_rollout_engine(args: RewriterGRPOConfig) -> str:
     unsupported = unsupported_sampling_options(args)
     masked = args.mask_truncated_completions and args.rollout_stop_at_final_answer
     if engine is None:
-        return "decode_loop" if args.use_cpu and not (others or unsupported or masked) else "trl"
+        # Stays TRL's generation until benchmarks/grpo_step_time.py shows the decode loop faster on a quiet machine.
+        return "trl"
     if engine == "decode_loop":
         if others:
             raise ValueError(f"rollout_engine='decode_loop' generates with the policy itself; unset {' and '.join(others)} or use rollout_engine='trl'.")
