@@ -33,7 +33,7 @@ from ..generation.base import GeneratedText, GenerationBackend, GenerationSettin
 from ..generation.transformers_backend import TransformersBackend
 from ..models import base_model_record, load_model_and_tokenizer
 from ..scoring import QAScorer, render_qa_prompt
-from ..verifiers import Verifier, get_verifier
+from ..verifiers import Verifier, check_verifier_trust, get_verifier
 from .cache import PatchResult, patch_with_cache
 from .config import (
     ADAPTER_WEIGHTS_NAME,
@@ -100,6 +100,11 @@ class Rewriter:
         dtype: ``"auto"`` (bfloat16 where supported), ``"float32"``...
         device: Device for the model; default a GPU when visible.
         show_progress: Progress bars on long work.
+        trust_remote_code: Allow code named by the config to run: a callable verifier given as
+            ``"module:qualname"`` (in ``config.verifier`` or a ``verifier`` dict), and a base model that
+            ships its own modelling code (passed to ``from_pretrained``). Without it such a verifier entry
+            raises :class:`~hf_patchdist.verifiers.UntrustedVerifierError` before anything is imported. A
+            function or :class:`~hf_patchdist.verifiers.Verifier` passed as ``verifier`` needs no opt-in.
 
     Example:
         ```python
@@ -131,6 +136,7 @@ class Rewriter:
         show_progress: bool = True,
         revision: str | None = None,
         token: str | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         config_given = config is not None
         config = RewriterConfig.from_dict(config.to_dict()) if config is not None else RewriterConfig()
@@ -151,11 +157,12 @@ class Rewriter:
             if not config_given:
                 name = getattr(getattr(model, "config", None), "_name_or_path", "") or config.base_model
                 config.base_model = str(name)
+        self.trust_remote_code = bool(trust_remote_code)
         if verifier is not None:
-            self._verifier = get_verifier(verifier)
+            self._verifier = get_verifier(verifier, trust_remote_code=self.trust_remote_code)
             config.verifier = self._verifier.to_dict()
         else:
-            self._verifier = get_verifier(config.verifier)
+            self._verifier = get_verifier(config.verifier, trust_remote_code=self.trust_remote_code)
         if num_candidates is not None:
             set_num_candidates(config, num_candidates)
         self.adapter_path = str(adapter) if adapter is not None else None
@@ -185,7 +192,12 @@ class Rewriter:
     def _ensure_model(self) -> None:
         if self._model is None:
             self._model, self._tokenizer = load_model_and_tokenizer(
-                self._model_source, dtype=self.dtype, device=self.device, revision=self.revision, token=self.token
+                self._model_source,
+                dtype=self.dtype,
+                device=self.device,
+                revision=self.revision,
+                token=self.token,
+                **({"trust_remote_code": True} if self.trust_remote_code else {}),
             )
         if self.adapter_path is not None and not self._adapter_loaded:
             if not getattr(self._model, "peft_config", None):
@@ -488,9 +500,14 @@ class Rewriter:
         token: str | None = None,
         model: Any = None,
         tokenizer: Any = None,
+        trust_remote_code: bool = False,
         **kwargs: Any,
     ) -> Rewriter:
         """Load a rewriter from a local folder or a Hub repository id.
+
+        Nothing in the folder runs unless ``trust_remote_code=True``: a callable verifier in its
+        ``rewriter_config.json`` (``{"name": "callable", "callable": "module:qualname"}``) is refused with
+        :class:`~hf_patchdist.verifiers.UntrustedVerifierError` before its module is imported.
 
         Args:
             rewriter_name_or_path: Folder or Hub repo id holding ``rewriter_config.json`` (+ adapter).
@@ -498,6 +515,8 @@ class Rewriter:
             token: Hub token.
             model: Use this base model (an alias, id or loaded model) instead of the config's.
             tokenizer: Tokenizer, when ``model`` is a loaded model.
+            trust_remote_code: Build a callable verifier named in the config (importing its module) and let
+                the base model run its own modelling code. Only for rewriters whose source you trust.
             **kwargs: Passed to :class:`Rewriter` (``num_candidates``, ``question_column``...).
         """
         from ..hub.download import check_base_model, download_rewriter
@@ -505,12 +524,16 @@ class Rewriter:
         folder = download_rewriter(rewriter_name_or_path, revision=revision, token=token)
         kwargs.setdefault("token", token)  # a private base model needs the same token
         config = RewriterConfig.from_folder(folder)
+        # Before anything else: the entry is only read here, nothing has been imported.
+        check_verifier_trust(
+            config.verifier, trust_remote_code=trust_remote_code, source=f"the rewriter_config.json of {rewriter_name_or_path}"
+        )
         if model is None:  # fail now, naming the base model, rather than at the first map batch
             check_base_model(config.base_model, token=token, rewriter=str(rewriter_name_or_path))
         adapter = str(folder) if config.has_adapter else None
         if adapter is not None:
             check_adapter_folder(adapter)
-        rewriter = cls(model if model is not None else config.base_model, tokenizer, adapter=adapter, config=config, **kwargs)
+        rewriter = cls(model if model is not None else config.base_model, tokenizer, adapter=adapter, config=config, trust_remote_code=trust_remote_code, **kwargs)
         rewriter.source = str(rewriter_name_or_path)
         return rewriter
 

@@ -346,7 +346,10 @@ def _resolve_rewriter(
     if isinstance(rewriter, Rewriter):
         return rewriter.with_options(**overrides)
     if isinstance(rewriter, (str, os.PathLike)):
-        return Rewriter.from_pretrained(rewriter, show_progress=show_progress, **overrides)
+        # The config's trust_remote_code (TRL's field for model code) also lets the rewriter's config name a
+        # callable verifier to import; without it such a rewriter is refused before anything is imported.
+        trust = bool(getattr(args, "trust_remote_code", False))
+        return Rewriter.from_pretrained(rewriter, show_progress=show_progress, trust_remote_code=trust, **overrides)
     raise TypeError(
         "`rewriter` must be a hf_patchdist.Rewriter, a local folder or Hub id holding rewriter_config.json, or None "
         f"(the prompted rewriter on the model being trained), got `{type(rewriter).__name__}`."

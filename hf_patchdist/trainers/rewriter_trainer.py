@@ -124,10 +124,13 @@ class RewriterTrainer(GRPOTrainer):
             )
 
         self.rewriter_config = self._build_rewriter_config(args, base_model_name or model)
+        # Checked against args.trust_remote_code just above (or from a Python object): the Stage II dict derived
+        # from it is built without asking again, and kept as an object for the in-memory `rewriter`.
+        self._stage_ii_gate = get_verifier(self.rewriter_config.verifier, trust_remote_code=True)
         train_dataset = self._prepare_dataset(train_dataset, args)
 
         if reward_funcs is None:
-            reward_funcs = [PatchReward(args.verifier, lambda_dist=args.lambda_dist, lambda_div=args.lambda_div, qa_template=args.qa_template)]
+            reward_funcs = [PatchReward(self._training_gate, lambda_dist=args.lambda_dist, lambda_div=args.lambda_div, qa_template=args.qa_template)]
         elif not isinstance(reward_funcs, list):
             reward_funcs = [reward_funcs]
         judge = None
@@ -175,7 +178,7 @@ class RewriterTrainer(GRPOTrainer):
         record = base_model_record(name) if name else {"base_model": getattr(model.config, "_name_or_path", "")}
         # The saved rewriter keeps the Stage II gate: the training gate without its GRPO-only checks
         # (trailing text is trimmed at data-building time, and a copy of the expert answer is kept).
-        verifier = stage_ii_gate(get_verifier(args.verifier).to_dict())
+        verifier = stage_ii_gate(get_verifier(args.verifier, trust_remote_code=args.trust_remote_code).to_dict())
         return RewriterConfig(
             **record,
             prompt_template=args.prompt_template,
@@ -189,7 +192,7 @@ class RewriterTrainer(GRPOTrainer):
 
     def _prepare_dataset(self, dataset: Any, args: RewriterGRPOConfig) -> Any:
         spec = detect_dataset_format(dataset, question_column=args.question_column, answer_column=args.answer_column)
-        verifier = get_verifier(args.verifier)
+        verifier = self._training_gate = get_verifier(args.verifier, trust_remote_code=args.trust_remote_code)
         rewriter_config = self.rewriter_config
 
         def to_grpo_row(row: dict[str, Any], index: int) -> dict[str, Any]:
@@ -224,7 +227,7 @@ class RewriterTrainer(GRPOTrainer):
         """A :class:`Rewriter` on the trained adapter (in memory), e.g. for ``push_to_hub``."""
         config = RewriterConfig.from_dict(self.rewriter_config.to_dict())
         config.training_summary = self.training_summary()
-        rewriter = Rewriter(self.accelerator.unwrap_model(self.model), self.processing_class, config=config)
+        rewriter = Rewriter(self.accelerator.unwrap_model(self.model), self.processing_class, config=config, verifier=self._stage_ii_gate)
         return rewriter
 
     def training_summary(self) -> dict[str, Any]:

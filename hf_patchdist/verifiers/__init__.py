@@ -55,7 +55,8 @@ Modules (each imports only the ones listed before it):
 - :mod:`~hf_patchdist.verifiers.choice`: :class:`ChoiceVerifier`;
 - :mod:`~hf_patchdist.verifiers.simple`: :class:`ExactMatchVerifier`, :class:`RegexVerifier`,
   :class:`CallableVerifier`;
-- :mod:`~hf_patchdist.verifiers.registry`: :func:`get_verifier`.
+- :mod:`~hf_patchdist.verifiers.registry`: :func:`get_verifier`, :func:`check_verifier_trust` (a callable named
+  in a file needs ``trust_remote_code=True``).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ from .math import MathVerifier, extract_math_answer, math_answers_equal
 from .choice import ChoiceVerifier
 from .simple import CallableVerifier, ExactMatchVerifier, RegexVerifier
 from .presets import DEFAULT_META_PHRASES, GRPO_GATE, stage_ii_gate
-from .registry import get_verifier
+from .registry import UntrustedVerifierError, check_verifier_trust, get_verifier
 
 __all__ = [
     "DEFAULT_META_PHRASES",
@@ -78,8 +79,10 @@ __all__ = [
     "ExactMatchVerifier",
     "MathVerifier",
     "RegexVerifier",
+    "UntrustedVerifierError",
     "VerificationResult",
     "Verifier",
+    "check_verifier_trust",
     "extract_math_answer",
     "get_verifier",
     "math_answers_equal",

@@ -161,3 +161,17 @@ def test_evaluate_with_lm_eval_tasks_and_a_base(tiny_model_dir, tmp_path, capsys
         assert metrics["lm_eval/arc_easy_tiny_lm_n"] == 4
         assert metrics["lm_eval/arc_easy_tiny_lm"] == pytest.approx(metrics["arc_easy_tiny"])  # the same items, the same conventions
     assert "forgetting_lm_eval/arc_easy_tiny_lm" in methods["model"]
+
+
+def test_rewrite_with_a_rewriter_naming_a_callable_verifier_needs_trust_remote_code(tiny_model_dir, gsm8k_jsonl, probe_module, tmp_path):
+    from hf_patchdist.rewriter import RewriterConfig
+    from hf_patchdist.verifiers import UntrustedVerifierError
+
+    folder = tmp_path / "rw"
+    RewriterConfig(base_model=tiny_model_dir, verifier={"name": "callable", "callable": probe_module.path}).save(folder)
+    command = ["rewrite", "--dataset", str(gsm8k_jsonl), "--rewriter", str(folder), "--max-new-tokens", "4", "--dtype", "float32"]
+    with pytest.raises(UntrustedVerifierError, match="--trust-remote-code"):
+        main([*command, "--output", str(tmp_path / "refused")])
+    assert not probe_module.imported() and not (tmp_path / "refused").exists()
+    assert main([*command, "--output", str(tmp_path / "patched"), "--trust-remote-code"]) == 0
+    assert probe_module.imported()

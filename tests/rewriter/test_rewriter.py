@@ -260,3 +260,38 @@ def test_a_batch_of_missing_answers_keeps_its_rows(tiny_model):
     assert all(math.isnan(v) for v in patched["patch_nll_original"][:2] + patched["patch_nll_kept"][:2]), "no score: NaN, a float"
     assert all(v > 0 for v in patched["patch_nll_original"][2:])
     assert PatchStatistics.from_dataset(patched).original_nll == pytest.approx(sum(patched["patch_nll_original"][2:]) / 2)
+
+
+# ---------------------------------------------------------------------------------------------- trust_remote_code
+
+
+def test_a_callable_verifier_from_a_config_needs_trust_remote_code(tiny_model, tiny_model_dir, probe_module, tmp_path):
+    from hf_patchdist.verifiers import UntrustedVerifierError
+
+    model, tokenizer = tiny_model
+    entry = {"name": "callable", "callable": probe_module.path}
+    with pytest.raises(UntrustedVerifierError, match=f"{probe_module.path}.*trust_remote_code"):
+        Rewriter(model, tokenizer, config=RewriterConfig(verifier=entry))
+    with pytest.raises(UntrustedVerifierError):
+        Rewriter(model, tokenizer, verifier=entry)
+    folder = tmp_path / "rw"
+    RewriterConfig(base_model=tiny_model_dir, verifier=entry).save(folder)
+    with pytest.raises(UntrustedVerifierError, match=f"rewriter_config.json of {folder}.*Nothing was imported"):
+        Rewriter.from_pretrained(folder, show_progress=False)
+    assert not probe_module.imported()
+
+    rewriter = Rewriter.from_pretrained(folder, trust_remote_code=True, show_progress=False, dtype="float32", device="cpu")
+    assert probe_module.imported() and rewriter.verifier.to_dict()["callable"] == probe_module.path
+    assert rewriter.trust_remote_code
+
+
+def test_a_verifier_function_given_in_python_needs_no_opt_in(tiny_model):
+    model, tokenizer = tiny_model
+
+    def last_word_matches(candidate, reference):
+        return candidate.split()[-1] == reference.split()[-1]
+
+    rewriter = Rewriter(model, tokenizer, verifier=last_word_matches, backend=StaticBackend(lambda p: "so it is 72"), show_progress=False)
+    patched = make_dataset("plain", [{"question": "q?", "answer": "it is 72"}]).map(rewriter, batched=True)
+    assert patched["patch_source"] == ["rewrite"]
+    assert rewriter.with_options(batch_size=2).verifier.fn is last_word_matches

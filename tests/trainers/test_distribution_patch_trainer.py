@@ -529,3 +529,18 @@ def test_cli_sft_patches_trains_and_saves(tiny_model_dir, tmp_path, monkeypatch,
     assert "## Distribution patch (hf-patchdist)" in (out / "README.md").read_text()
     with pytest.raises(SystemExit, match="--overwrite"):
         main(argv)
+
+
+def test_a_rewriter_folder_naming_a_callable_verifier_needs_the_configs_trust_remote_code(tiny_model, tiny_model_dir, probe_module, tmp_path):
+    from hf_patchdist.rewriter import RewriterConfig
+    from hf_patchdist.verifiers import UntrustedVerifierError
+
+    model, tokenizer = tiny_model
+    folder = tmp_path / "rw"
+    generation = {"max_new_tokens": 4, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "batch_size": 4}
+    RewriterConfig(base_model=tiny_model_dir, verifier={"name": "callable", "callable": probe_module.path}, generation=generation).save(folder)
+    with pytest.raises(UntrustedVerifierError, match=f"{probe_module.path}.*trust_remote_code"):
+        build(tmp_path, str(folder), model=model, tokenizer=tokenizer, patch_use_cache=False)
+    assert not probe_module.imported()
+    trainer = build(tmp_path, str(folder), model=model, tokenizer=tokenizer, patch_use_cache=False, trust_remote_code=True)
+    assert probe_module.imported() and trainer.rewriter.verifier.to_dict()["callable"] == probe_module.path

@@ -193,3 +193,30 @@ def test_the_grpo_gate_zeroes_trailing_text_and_expert_copies_during_training(ti
     log = next(entry for entry in trainer.state.log_history if "patch/feasible_fraction" in entry)
     assert log["patch/feasible_fraction"] == pytest.approx(4 / 8)
     assert log["patch/rejected/trailing_text"] == pytest.approx(2 / 8) and log["patch/rejected/copies_reference"] == pytest.approx(2 / 8)
+
+
+def test_a_callable_gate_named_in_the_config_needs_trust_remote_code(tiny_model_dir, probe_module, tmp_path):
+    from hf_patchdist.verifiers import UntrustedVerifierError
+
+    entry = {"name": "callable", "callable": probe_module.path}
+    with pytest.raises(UntrustedVerifierError, match=f"{probe_module.path}.*trust_remote_code"):
+        tiny_args(tmp_path, verifier=json.dumps(entry))  # as --verifier or a YAML file gives it
+    assert not probe_module.imported()
+    args = tiny_args(tmp_path, verifier=entry, trust_remote_code=True)
+    assert probe_module.imported()
+    trainer = RewriterTrainer(model=tiny_model_dir, args=args, train_dataset=make_dataset("plain"))
+    assert trainer.reward_funcs[0].verifier.to_dict()["callable"] == probe_module.path
+    assert trainer.rewriter.verifier.to_dict()["callable"] == probe_module.path
+
+
+def ends_with_final_line(candidate, reference):
+    """A gate function of the user's own (module level: a saved rewriter records its import path)."""
+    return candidate.strip().endswith(reference.strip().splitlines()[-1])
+
+
+def test_a_gate_function_given_in_python_needs_no_opt_in(tiny_model_dir, tmp_path):
+    from hf_patchdist.verifiers import CallableVerifier
+
+    trainer = RewriterTrainer(model=tiny_model_dir, args=tiny_args(tmp_path, verifier=CallableVerifier(ends_with_final_line)), train_dataset=make_dataset("plain"))
+    assert trainer.reward_funcs[0].verifier.fn is ends_with_final_line
+    assert trainer.rewriter.verifier.fn is ends_with_final_line
