@@ -4,7 +4,8 @@
 the model sees when a user simply asks), not the rewriting prompt. The NLL is length-normalised
 over the answer's tokens; the embedding is the mean of the last hidden state over the same tokens.
 When the model carries a PEFT adapter, scoring runs with the adapter disabled, so the policy and
-pi_0 share one backbone in memory.
+pi_0 share one backbone in memory; it always runs in eval mode (no dropout), whatever mode the
+caller left the model in, and leaves that mode as it was.
 
 :func:`forward_continuations` is the batched forward pass itself (context + continuation token ids
 in, the logits predicting the continuation out); :mod:`hf_patchdist.evaluation` uses it too.
@@ -32,6 +33,26 @@ def adapter_disabled(model: Any) -> Iterator[None]:
             yield
     else:
         yield
+
+
+@contextlib.contextmanager
+def eval_mode(model: Any) -> Iterator[None]:
+    """Dropout off inside the block; every submodule's own train/eval flag is restored after it.
+
+    pi_0 is a fixed distribution: during GRPO transformers puts the model in train mode before the
+    rewards run, and with dropout (the LoRA's, or the backbone's own) two scorings of one text would
+    differ. Restoring each module's flag, not calling ``model.train()``, keeps a part the caller froze
+    in eval mode frozen.
+    """
+    modules = list(model.modules()) if callable(getattr(model, "modules", None)) else []
+    modes = [(module, module.training) for module in modules]
+    if any(training for _, training in modes):
+        model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def render_qa_prompt(
@@ -216,7 +237,7 @@ class QAScorer:
         nll = [float("nan")] * len(pairs)
         counts = [0] * len(pairs)
         embeddings = None
-        with adapter_disabled(self.model):
+        with eval_mode(self.model), adapter_disabled(self.model):
             for group in groups:
                 b_nll, b_counts, b_emb = self._score_batch([pairs[i] for i in group])
                 if embeddings is None:

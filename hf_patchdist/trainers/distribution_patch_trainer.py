@@ -26,6 +26,7 @@ from ..models import EMBEDDED_MODELS, patchdist_cache_dir, resolve_model_path
 from ..hub.ids import base_model_text, hub_link, is_hub_repo_id
 from ..rewriter import PATCH_COLUMNS, PatchResult, Rewriter
 from ..rewriter.config import PAPER_ID, PAPER_TITLE
+from ..scoring import eval_mode
 from .distribution_patch_config import DistributionPatchConfig
 
 
@@ -149,7 +150,7 @@ class DistributionPatchTrainer(SFTTrainer):
             resolved = _resolve_rewriter(rewriter, model, processing_class, options, args)
             if rewriter is not None:
                 _warn_if_other_backbone(resolved, model)
-            with _main_process_first(args), _eval_mode(model):
+            with _main_process_first(args), eval_mode(model):
                 result = resolved.patch_dataset(train_dataset, cache_dir=options.cache_dir, use_cache=options.use_cache)
             # Training must not keep the rewriter's own copy of a model loaded by name in memory.
             resolved = _released(resolved)
@@ -400,19 +401,6 @@ def _warn_if_other_backbone(rewriter: Rewriter, model: Any) -> None:
         UserWarning,
         stacklevel=3,
     )
-
-
-@contextlib.contextmanager
-def _eval_mode(model: Any) -> Iterator[None]:
-    """Generate with dropout off when the model being trained is also the rewriter's; restore its mode after."""
-    training = getattr(model, "training", None)
-    if training:
-        model.eval()
-    try:
-        yield
-    finally:
-        if training:
-            model.train()
 
 
 @contextlib.contextmanager
