@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .formats import QAExample
 from .generation.base import length_groups
 
 
@@ -72,6 +73,18 @@ def render_qa_prompt(
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return "\n".join(str(m.get("content", "")) for m in messages) + "\n"
+
+
+def qa_prompt_of(tokenizer: Any, example: QAExample, qa_template: str | None = None) -> str:
+    """QA(q) of one example, the context pi_0 scores every answer in: its question after its context turns.
+
+    The one place both stages build it: Stage I (the GRPO rewards, from the ``question`` and ``qa_context``
+    columns :class:`~hf_patchdist.trainers.RewriterTrainer` adds) and Stage II
+    (:meth:`~hf_patchdist.rewriter.Rewriter.qa_prompt`), so the rewriter is trained on the NLL that Stage II
+    selects by. The context is the row's system prompt and earlier turns (empty for plain text); a
+    ``qa_template`` has no place for them and uses the question alone, in both stages.
+    """
+    return render_qa_prompt(tokenizer, example.question or "", example.context, qa_template)
 
 
 def padding_token_id(tokenizer: Any) -> int:

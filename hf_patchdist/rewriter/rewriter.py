@@ -32,7 +32,7 @@ from ..formats import FormatSpec, QAExample, detect_format, read_example, write_
 from ..generation.base import GeneratedText, GenerationBackend, GenerationSettings, accepts_token_limits
 from ..generation.transformers_backend import TransformersBackend
 from ..models import base_model_record, load_model_and_tokenizer
-from ..scoring import QAScorer, render_qa_prompt
+from ..scoring import QAScorer, qa_prompt_of
 from ..verifiers import Verifier, check_verifier_trust, get_verifier
 from .cache import PatchResult, patch_with_cache
 from .config import (
@@ -305,8 +305,8 @@ class Rewriter:
         return [settings.token_limit(count) for count in counts]
 
     def qa_prompt(self, example: QAExample) -> str:
-        """QA(q): the question as a plain user turn, rendered for pi_0."""
-        return render_qa_prompt(self.tokenizer, example.question or "", example.context, self.config.qa_template)
+        """QA(q): the question as a plain user turn after the row's context turns, rendered for pi_0 (as in GRPO)."""
+        return qa_prompt_of(self.tokenizer, example, self.config.qa_template)
 
     # ------------------------------------------------------------------ the map function
     def detect(self, columns: Sequence[str], sample: Mapping[str, Any] | None = None) -> FormatSpec:

@@ -13,7 +13,7 @@ from trl import GRPOTrainer
 from ..formats import detect_dataset_format, read_example
 from ..judge import LLMJudge
 from ..models import DEFAULT_MODEL, base_model_record, load_model_and_tokenizer
-from ..rewards import GroupReward, PatchReward
+from ..rewards import QA_CONTEXT_COLUMN, GroupReward, PatchReward, qa_context_value
 from ..rewriter import Rewriter, RewriterConfig, build_prompt_messages
 from ..scoring import QAScorer
 from ..verifiers import get_verifier, stage_ii_gate
@@ -48,7 +48,8 @@ class RewriterTrainer(GRPOTrainer):
 
     Builds the rewriting prompts from any TRL data set format (the same format layer and prompt as
     :class:`~hf_patchdist.rewriter.Rewriter`), adds the columns the group-aware rewards read
-    (``question``, ``expert_answer``, ``patch_row_id``), and uses :class:`~hf_patchdist.rewards.PatchReward`
+    (``question``, ``expert_answer``, ``patch_row_id``, and ``qa_context``, the row's system prompt and earlier
+    turns, so that r_dist scores the NLL under the same QA(q) as Stage II), and uses :class:`~hf_patchdist.rewards.PatchReward`
     by default. One copy of the backbone serves as policy (adapter on), KL reference and pi_0
     scorer (adapter off).
 
@@ -203,6 +204,7 @@ class RewriterTrainer(GRPOTrainer):
                 "question": example.question or "",
                 "expert_answer": example.answer or "",
                 "patch_row_id": index,
+                QA_CONTEXT_COLUMN: qa_context_value(example.context),  # pi_0 scores under QA(q) with it, as Stage II
                 "patch_error": error or "",
             }
 

@@ -36,7 +36,7 @@ def test_defaults_follow_the_paper(tmp_path):
 @pytest.mark.parametrize("fmt", ["plain", "messages"])
 def test_train_save_and_load_the_rewriter(tiny_model_dir, tmp_path, fmt):
     trainer = RewriterTrainer(model=tiny_model_dir, args=tiny_args(tmp_path / "out"), train_dataset=make_dataset(fmt))
-    assert set(trainer.train_dataset.column_names) == {"prompt", "question", "expert_answer", "patch_row_id"}
+    assert set(trainer.train_dataset.column_names) == {"prompt", "question", "expert_answer", "patch_row_id", "qa_context"}
     assert trainer.train_dataset[0]["prompt"][-1]["content"].startswith("Question:\n" + GSM8K_ROWS[0]["question"])
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "patch/feasible_fraction" in entry]
@@ -220,3 +220,28 @@ def test_a_gate_function_given_in_python_needs_no_opt_in(tiny_model_dir, tmp_pat
     trainer = RewriterTrainer(model=tiny_model_dir, args=tiny_args(tmp_path, verifier=CallableVerifier(ends_with_final_line)), train_dataset=make_dataset("plain"))
     assert trainer.reward_funcs[0].verifier.fn is ends_with_final_line
     assert trainer.rewriter.verifier.fn is ends_with_final_line
+
+
+@pytest.mark.parametrize("fmt", ["messages", "conversational_prompt_completion"])
+def test_grpo_scores_the_nll_under_the_same_qa_context_as_stage_ii(tiny_model_dir, tmp_path, fmt):
+    """System prompt / earlier turns: r_dist must rank rewrites by the NLL that Stage II selects by."""
+    from hf_patchdist.formats import detect_dataset_format, read_example
+
+    dataset = make_dataset(fmt)
+    trainer = RewriterTrainer(model=tiny_model_dir, args=tiny_args(tmp_path), train_dataset=dataset)
+    reward = trainer.reward_funcs[0]
+    spec = detect_dataset_format(dataset)
+    stage_ii = Rewriter(trainer.model, trainer.processing_class, show_progress=False)
+    for index, row in enumerate(trainer.train_dataset):
+        example = read_example(dataset[index], spec)
+        assert example.context, "the data set has context turns"
+        candidate = GOOD_REWRITES[int(example.answer.split("####")[-1])]
+        # What TRL passes a reward: every data set column but the prompt, as lists.
+        columns = {key: [value] for key, value in row.items() if key != "prompt"}
+        grpo_nll = reward.evaluate([candidate], **{k: columns[k] for k in ("question", "expert_answer", "patch_row_id", "qa_context")}).nll[0]
+        stage_ii_nll = stage_ii.scorer.score([stage_ii.qa_prompt(example)], [candidate]).nll[0]
+        bare_nll = stage_ii.scorer.score([stage_ii.qa_prompt(type(example)(example.question, None))], [candidate]).nll[0]
+        assert grpo_nll == stage_ii_nll
+        assert abs(grpo_nll - bare_nll) > 1e-5, "the context changes the NLL, so the test can tell the two apart"
+        reward(prompts=[row["prompt"]], completions=[candidate], **columns)
+        assert reward.last_components["r_task"] == [1.0]
