@@ -5,7 +5,9 @@
 * **original NLL**: mean ``patch_nll_original`` over all rows (the expert answers).
 
 Rows whose answer could not be scored (missing/invalid input) have no NLL and are left out of
-the means; they are still counted in ``rows`` and in the fallback reasons.
+the means; they are still counted in ``rows`` and in the fallback reasons. Rows without a question or
+an answer (:data:`NO_TARGET_REASONS`) have nothing to train on: ``DistributionPatchTrainer`` leaves them
+out of SFT, and ``dropped`` counts them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+NO_TARGET_REASONS = frozenset({"missing_question", "missing_answer", "empty_question", "empty_answer"})
+"""Fallback reasons of rows with no question or no answer (None or blank): SFT would train them on an empty
+target (or an answer to an empty prompt), so they are dropped from the training set."""
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -36,6 +43,8 @@ class PatchStatistics:
         target_nll: Mean pi_0 NLL of the kept targets over all rows.
         accepted_nll: Mean pi_0 NLL of the kept targets over rewritten rows (None if none).
         accepted_original_nll: Mean pi_0 NLL of the expert answers of the rewritten rows.
+        dropped: Rows with no question or no answer (a fallback reason in :data:`NO_TARGET_REASONS`), which
+            SFT leaves out; they are still counted in ``rows``, ``fallback`` and ``fallback_reasons``.
     """
 
     rows: int = 0
@@ -47,6 +56,7 @@ class PatchStatistics:
     target_nll: float | None = None
     accepted_nll: float | None = None
     accepted_original_nll: float | None = None
+    dropped: int = 0
 
     @classmethod
     def from_columns(
@@ -69,6 +79,7 @@ class PatchStatistics:
             target_nll=_mean(nll_kept),
             accepted_nll=_mean(nll_kept[i] for i in rewritten_idx),
             accepted_original_nll=_mean(nll_original[i] for i in rewritten_idx),
+            dropped=sum(count for reason, count in reasons_count.items() if reason in NO_TARGET_REASONS),
         )
 
     @classmethod
@@ -91,6 +102,7 @@ class PatchStatistics:
             f"{prefix}rewritten": float(self.rewritten),
             f"{prefix}fallback": float(self.fallback),
             f"{prefix}acceptance_rate": self.acceptance_rate,
+            f"{prefix}dropped": float(self.dropped),
         }
         for name in ("original_nll", "target_nll", "accepted_nll"):
             value = getattr(self, name)
@@ -113,6 +125,8 @@ class PatchStatistics:
             f"| rewritten | {self.rewritten} ({self.acceptance_rate:.1%}) |",
             f"| fallback | {self.fallback} |",
         ]
+        if self.dropped:
+            lines.append(f"| dropped from SFT (no question or answer) | {self.dropped} |")
         lines += [f"| fallback: {reason} | {count} |" for reason, count in self.fallback_reasons.items()]
         lines += [
             f"| mean pi_0 NLL of the expert answers | {fmt(self.original_nll)} |",
@@ -129,6 +143,8 @@ class PatchStatistics:
             return "n/a" if value is None else f"{value:.4f}"
 
         reasons = ", ".join(f"{r}: {c}" for r, c in self.fallback_reasons.items()) or "none"
+        if self.dropped:
+            reasons += f" (dropped from SFT, no question or answer: {self.dropped})"
         return (
             f"rows: {self.rows}  rewritten: {self.rewritten} ({self.acceptance_rate:.1%})  fallback: {self.fallback}\n"
             f"fallback reasons: {reasons}\n"

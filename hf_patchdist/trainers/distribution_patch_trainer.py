@@ -26,6 +26,7 @@ from ..models import EMBEDDED_MODELS, patchdist_cache_dir, resolve_model_path
 from ..hub.ids import base_model_text, hub_link, is_hub_repo_id
 from ..rewriter import PATCH_COLUMNS, PatchResult, Rewriter
 from ..rewriter.config import PAPER_ID, PAPER_TITLE
+from ..patch_statistics import NO_TARGET_REASONS
 from ..scoring import eval_mode
 from .distribution_patch_config import DistributionPatchConfig
 
@@ -58,7 +59,9 @@ class DistributionPatchTrainer(SFTTrainer):
     are turned into conversational prompt-completion rows after patching (unless a `formatting_func` is given,
     which then receives the patched plain rows). The provenance columns (`patch_source`, ...) are removed before
     `SFTTrainer` sees the data, so they never reach the model's inputs; the patched set with them is kept as
-    `patched_dataset`.
+    `patched_dataset`. Rows without a question or an answer (None or blank) are left out of SFT, which would train
+    them on an empty target: one warning and `patch_statistics.dropped` count them. When no rewrite at all was
+    accepted a warning says that the training is plain SFT on the expert answers.
 
     Args:
         model (`str`, `PreTrainedModel` or `PeftModel`):
@@ -167,7 +170,7 @@ class DistributionPatchTrainer(SFTTrainer):
             self.patch_statistics.summary(),
         )
 
-        train_dataset = _training_view(result.dataset, spec, formatting_func)
+        train_dataset = _training_view(_trainable_rows(result), spec, formatting_func)
         eval_dataset = _eval_view(eval_dataset, question_column, answer_column, formatting_func)
         if isinstance(model, str) and model in EMBEDDED_MODELS:
             # SFTTrainer loads models with from_pretrained, which does not know the embedded alias.
@@ -416,6 +419,38 @@ def _main_process_first(args: Any) -> Iterator[None]:
 
 def _to_prompt_completion_row(row: dict[str, Any], spec: FormatSpec) -> dict[str, Any]:
     return to_prompt_completion(row, spec)
+
+
+def _trainable_rows(result: PatchResult) -> Dataset:
+    """The patched rows SFT can learn from: without those that have no question or no answer, with one warning each
+    for dropped rows and for a set where no rewrite was accepted."""
+    statistics = result.statistics
+    dataset = result.dataset
+    if statistics.dropped:
+        warnings.warn(
+            f"{statistics.dropped} of {statistics.rows} training rows have no question or no answer "
+            f"({ {r: c for r, c in statistics.fallback_reasons.items() if r in NO_TARGET_REASONS} }): they are left out "
+            "of SFT, which would otherwise train on an empty target. patch_statistics.dropped counts them.",
+            UserWarning,
+            stacklevel=3,
+        )
+        dataset = dataset.filter(
+            lambda reason: reason not in NO_TARGET_REASONS, input_columns="patch_reason", desc="Dropping rows without a target"
+        )
+        if len(dataset) == 0:
+            raise ValueError(
+                f"No training row has both a question and an answer ({statistics.fallback_reasons}): there is nothing to "
+                "train on. Check the data set's columns (patch_question_column / patch_answer_column)."
+            )
+    if statistics.rewritten == 0:
+        warnings.warn(
+            f"No rewrite was accepted for any of the {statistics.rows} training rows (fallback reasons: "
+            f"{statistics.fallback_reasons}): every target is the expert answer, so this is plain SFT, not SFT on "
+            "patched targets.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return dataset
 
 
 def _training_view(patched: Dataset, spec: FormatSpec, formatting_func: Callable | None) -> Dataset:

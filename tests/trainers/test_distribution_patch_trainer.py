@@ -544,3 +544,38 @@ def test_a_rewriter_folder_naming_a_callable_verifier_needs_the_configs_trust_re
     assert not probe_module.imported()
     trainer = build(tmp_path, str(folder), model=model, tokenizer=tokenizer, patch_use_cache=False, trust_remote_code=True)
     assert probe_module.imported() and trainer.rewriter.verifier.to_dict()["callable"] == probe_module.path
+
+
+def test_rows_without_question_or_answer_are_dropped_from_sft_and_counted(tiny_model, tmp_path):
+    from hf_patchdist.patch_statistics import PatchStatistics
+
+    model, tokenizer = tiny_model
+    broken = [
+        {"question": GSM8K_ROWS[0]["question"], "answer": None},
+        {"question": "", "answer": GSM8K_ROWS[1]["answer"]},
+        {"question": GSM8K_ROWS[2]["question"], "answer": "   "},
+        {"question": None, "answer": GSM8K_ROWS[3]["answer"]},
+    ]
+    dataset = make_dataset("plain", [*GSM8K_ROWS, *broken])
+    with pytest.warns(UserWarning, match=r"4 of 8 training rows have no question or no answer") as record:
+        trainer = build(tmp_path, Rewriter(model, tokenizer, backend=StaticBackend(good_rewrite_for)), dataset, model=model, tokenizer=tokenizer)
+    assert len([w for w in record if "no question or no answer" in str(w.message)]) == 1
+    assert not [w for w in record if "plain SFT" in str(w.message)], "rewrites were accepted"
+    assert len(trainer.train_dataset) == len(GSM8K_ROWS)
+    assert all(row["completion"][0]["content"].strip() and row["prompt"][-1]["content"].strip() for row in trainer.train_dataset)
+    stats = trainer.patch_statistics
+    assert stats.rows == 8 and stats.rewritten == 4 and stats.dropped == 4
+    assert stats.to_log_dict()["patch/dropped"] == 4.0 and "dropped from SFT" in stats.summary()
+    assert len(trainer.patched_dataset) == 8, "the patched set keeps every row, with its reason"
+    assert PatchStatistics.from_dataset(trainer.patched_dataset).dropped == 4
+
+
+@pytest.mark.parametrize("fmt", ["messages", "conversational_prompt_completion"])
+def test_a_set_with_only_empty_rows_is_refused_and_no_accepted_rewrite_warns_plain_sft(fmt, tiny_model, tmp_path):
+    model, tokenizer = tiny_model
+    with pytest.warns(UserWarning, match=r"No rewrite was accepted for any of the 4 training rows.*plain SFT"):
+        trainer = build(tmp_path, Rewriter(model, tokenizer, backend=StaticBackend(lambda p: "I do not know.")), make_dataset(fmt), model=model, tokenizer=tokenizer)
+    assert len(trainer.train_dataset) == 4 and trainer.patch_statistics.rewritten == 0
+    empty = make_dataset("plain", [{"question": r["question"], "answer": ""} for r in GSM8K_ROWS])
+    with pytest.raises(ValueError, match="No training row has both a question and an answer"):
+        build(tmp_path, Rewriter(model, tokenizer, backend=StaticBackend(good_rewrite_for)), empty, model=model, tokenizer=tokenizer)
