@@ -226,6 +226,16 @@ def parse_dtype(dtype: str | torch.dtype | None, device: str | None = None) -> t
     return value
 
 
+def model_context_length(model: Any) -> int | None:
+    """The longest sequence (prompt and completion, in tokens) the model was built for, or None when unknown.
+
+    ``config.max_position_embeddings`` (also through a PEFT wrapper); positions beyond it are untrained
+    (or an error, for learned position embeddings).
+    """
+    value = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
 def _raise_unresolvable(name: str, error: Exception) -> None:
     raise OSError(
         f"Could not load the model {name!r}: it is not an embedded alias ({', '.join(EMBEDDED_MODELS)}), "

@@ -6,7 +6,8 @@ keep the feasible candidate with the lowest NLL under pi_0 given QA(q), or fall 
 answer. Provenance goes into four columns that the rest of the project reads:
 
 * ``patch_source``: ``"rewrite"`` or ``"fallback"``;
-* ``patch_reason``: empty for a rewrite, else why the gate (or the input) refused;
+* ``patch_reason``: empty for a rewrite, else why the gate (or the input) refused; ``too_long`` when a rewrite
+  cannot fit in the model's context or its token limit (:mod:`hf_patchdist.rewriter.limits`);
 * ``patch_nll_original``: pi_0 NLL of the expert answer (NaN for a row without a usable question or answer:
   never None, so that a ``map`` batch of such rows still writes a float column);
 * ``patch_nll_kept``: pi_0 NLL of the answer that was kept.
@@ -31,10 +32,11 @@ from typing import Any
 from ..formats import FormatSpec, QAExample, detect_format, read_example, write_answer
 from ..generation.base import GeneratedText, GenerationBackend, GenerationSettings, accepts_token_limits
 from ..generation.transformers_backend import TransformersBackend
-from ..models import base_model_record, load_model_and_tokenizer
+from ..models import base_model_record, load_model_and_tokenizer, model_context_length
 from ..scoring import QAScorer, qa_prompt_of
 from ..verifiers import Verifier, check_verifier_trust, get_verifier
 from .cache import PatchResult, patch_with_cache
+from .limits import TOO_LONG, limit_was_too_short, plan_token_limits
 from .config import (
     ADAPTER_WEIGHTS_NAME,
     RewriterConfig,
@@ -300,9 +302,11 @@ class Rewriter:
         settings = settings or self.generation_settings
         if settings.length_multiple is None:
             return [settings.max_new_tokens] * len(examples)
+        return [settings.token_limit(count) for count in self._expert_token_counts(examples)]
+
+    def _expert_token_counts(self, examples: Sequence[QAExample]) -> list[int]:
         shown = [shown_reference(self.config, example) for example in examples]
-        counts = [len(ids) for ids in self.tokenizer(shown, add_special_tokens=False)["input_ids"]] if shown else []
-        return [settings.token_limit(count) for count in counts]
+        return [len(ids) for ids in self.tokenizer(shown, add_special_tokens=False)["input_ids"]] if shown else []
 
     def qa_prompt(self, example: QAExample) -> str:
         """QA(q): the question as a plain user turn after the row's context turns, rendered for pi_0 (as in GRPO)."""
@@ -341,12 +345,30 @@ class Rewriter:
         todo = [i for i, r in enumerate(reasons) if r is None]
 
         candidates: dict[int, list[GeneratedText]] = {}
+        limit_of: dict[int, int] = {}
+        expert_tokens_of: dict[int, int] = {}
         if todo:
             prompts = [self.build_prompt(examples[i]) for i in todo]
             settings = self.generation_settings
+            # Rows whose rewrite cannot fit in the model's context are "too_long" and not generated; the
+            # others get a token limit that stays inside it (see hf_patchdist.rewriter.limits).
+            expert_tokens = self._expert_token_counts([examples[i] for i in todo])
+            prompt_tokens = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+            row_limits, too_long = plan_token_limits(prompt_tokens, expert_tokens, settings, model_context_length(self.model))
             limits: dict[str, Any] = {}
-            if settings.length_multiple is not None and accepts_token_limits(self.backend):
-                limits["max_new_tokens"] = self.token_limits([examples[i] for i in todo], settings)
+            if accepts_token_limits(self.backend) and (
+                settings.length_multiple is not None or any(limit < settings.max_new_tokens for limit in row_limits)
+            ):
+                limits["max_new_tokens"] = [limit for limit, long in zip(row_limits, too_long) if not long]
+            else:
+                row_limits = [settings.max_new_tokens] * len(todo)
+            limit_of, expert_tokens_of = dict(zip(todo, row_limits)), dict(zip(todo, expert_tokens))
+            for i, long in zip(todo, too_long):
+                if long:
+                    reasons[i] = TOO_LONG
+            prompts = [prompt for prompt, long in zip(prompts, too_long) if not long]
+            todo = [i for i, long in zip(todo, too_long) if not long]
+        if todo:
             generated = self.backend.generate(
                 prompts,
                 num_candidates=self.config.num_candidates,
@@ -370,6 +392,8 @@ class Rewriter:
                 feasible[i] = passed
             else:
                 reasons[i] = Counter(r.reason for r in results).most_common(1)[0][0]
+                if limit_was_too_short(reasons[i], expert_tokens_of[i], limit_of[i]):
+                    reasons[i] = TOO_LONG
 
         # One batched pi_0 pass scores the expert answers and every feasible candidate.
         score_prompts: list[str] = []

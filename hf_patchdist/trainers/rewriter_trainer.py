@@ -12,9 +12,10 @@ from trl import GRPOTrainer
 
 from ..formats import detect_dataset_format, read_example
 from ..judge import LLMJudge
-from ..models import DEFAULT_MODEL, base_model_record, load_model_and_tokenizer
+from ..models import DEFAULT_MODEL, base_model_record, load_model_and_tokenizer, model_context_length
 from ..rewards import QA_CONTEXT_COLUMN, GroupReward, PatchReward, qa_context_value
 from ..rewriter import Rewriter, RewriterConfig, build_prompt_messages
+from ..rewriter.limits import TOO_LONG
 from ..scoring import QAScorer
 from ..verifiers import get_verifier, stage_ii_gate
 from .rewriter_grpo_config import RewriterGRPOConfig
@@ -43,6 +44,12 @@ def check_group_placement(args: RewriterGRPOConfig) -> None:
         )
 
 
+def _render(tokenizer: Any, messages: list[dict[str, Any]]) -> str:
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return "\n\n".join(m["content"] for m in messages) + "\n\n"
+
+
 class RewriterTrainer(GRPOTrainer):
     """GRPO trainer of the rewriting agent: a LoRA "patch" on a frozen instruct backbone.
 
@@ -59,7 +66,8 @@ class RewriterTrainer(GRPOTrainer):
             ``GRPOTrainer`` does; without a ``dtype`` there, in bfloat16 where the hardware computes it.
         args: A :class:`RewriterGRPOConfig`.
         train_dataset: Questions with expert answers, in any format the Rewriter reads. Rows without a
-            usable question/answer are left out, with a warning counting them by reason.
+            usable question/answer, and rows whose rewriting prompt plus ``max_completion_length`` does not fit
+            the model's context (``too_long``), are left out, with a warning counting them by reason.
         reward_funcs: Reward callables; default ``[PatchReward(...)]`` from the config's weights and gate.
         peft_config: A ``peft.LoraConfig``; default one from the config's ``lora_*`` fields.
         processing_class: Tokenizer (loaded with the model by default).
@@ -128,7 +136,7 @@ class RewriterTrainer(GRPOTrainer):
         # Checked against args.trust_remote_code just above (or from a Python object): the Stage II dict derived
         # from it is built without asking again, and kept as an object for the in-memory `rewriter`.
         self._stage_ii_gate = get_verifier(self.rewriter_config.verifier, trust_remote_code=True)
-        train_dataset = self._prepare_dataset(train_dataset, args)
+        train_dataset = self._prepare_dataset(train_dataset, args, processing_class, model_context_length(model))
 
         if reward_funcs is None:
             reward_funcs = [PatchReward(self._training_gate, lambda_dist=args.lambda_dist, lambda_div=args.lambda_div, qa_template=args.qa_template)]
@@ -191,7 +199,7 @@ class RewriterTrainer(GRPOTrainer):
             has_adapter=True,
         )
 
-    def _prepare_dataset(self, dataset: Any, args: RewriterGRPOConfig) -> Any:
+    def _prepare_dataset(self, dataset: Any, args: RewriterGRPOConfig, tokenizer: Any = None, context: int | None = None) -> Any:
         spec = detect_dataset_format(dataset, question_column=args.question_column, answer_column=args.answer_column)
         verifier = self._training_gate = get_verifier(args.verifier, trust_remote_code=args.trust_remote_code)
         rewriter_config = self.rewriter_config
@@ -199,6 +207,12 @@ class RewriterTrainer(GRPOTrainer):
         def to_grpo_row(row: dict[str, Any], index: int) -> dict[str, Any]:
             example = read_example(row, spec)
             error = example.error or verifier.check_reference(example.answer)
+            if error is None and tokenizer is not None and context is not None:
+                # TRL neither truncates prompts nor stops at the context: a prompt plus max_completion_length
+                # that does not fit the model would generate (and be trained) past its positions.
+                prompt_tokens = len(tokenizer(_render(tokenizer, build_prompt_messages(rewriter_config, example)), add_special_tokens=False)["input_ids"])
+                if prompt_tokens + int(args.max_completion_length or 0) > context:
+                    error = TOO_LONG
             return {
                 "prompt": build_prompt_messages(rewriter_config, example) if error is None else [],
                 "question": example.question or "",

@@ -4,6 +4,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import FORMATS, GOOD_REWRITES, GSM8K_ROWS, good_rewrite_for, make_dataset
 
 from hf_patchdist.formats import detect_dataset_format, read_example
@@ -295,3 +296,59 @@ def test_a_verifier_function_given_in_python_needs_no_opt_in(tiny_model):
     patched = make_dataset("plain", [{"question": "q?", "answer": "it is 72"}]).map(rewriter, batched=True)
     assert patched["patch_source"] == ["rewrite"]
     assert rewriter.with_options(batch_size=2).verifier.fn is last_word_matches
+
+
+# ---------------------------------------------------------------------------------------------- length limits
+
+
+@pytest.fixture
+def short_context_model(tiny_model_dir):
+    """The tiny model with a 256-token context: GSM8K row 2's rewriting prompt (215 tokens) leaves 41 tokens,
+    fewer than its 68-token expert answer; the other rows' prompts (165-170 tokens) leave 86-91."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, max_position_embeddings=256, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_rows_that_cannot_fit_the_context_are_too_long_and_limits_stay_inside_it(short_context_model):
+    model, tokenizer = short_context_model
+    backend = StaticBackend(good_rewrite_for)
+    rewriter = Rewriter(model, tokenizer, backend=backend, show_progress=False)
+    patched = make_dataset("plain").map(rewriter, batched=True)
+    assert patched["patch_reason"] == ["", "", "too_long", ""]
+    assert patched["patch_source"] == ["rewrite", "rewrite", "fallback", "rewrite"]
+    assert patched["answer"][2] == GSM8K_ROWS[2]["answer"]
+    # Rows 0, 1 and 3 only, each limit min(1.5 x expert + 32, the room the context leaves after the prompt).
+    spec = detect_dataset_format(make_dataset("plain"))
+    examples = [read_example(row, spec) for row in GSM8K_ROWS]
+    rooms = [256 - len(tokenizer(rewriter.build_prompt(e), add_special_tokens=False)["input_ids"]) for e in examples]
+    limits = rewriter.token_limits(examples)
+    assert [room < limit for room, limit in zip(rooms, limits)] == [True] * 4, "the context, not the rule, decides"
+    assert backend.last_max_new_tokens == [rooms[0], rooms[1], rooms[3]]
+    assert PatchStatistics.from_dataset(patched).fallback_reasons == {"too_long": 1}
+
+
+def test_a_cap_below_the_expert_answer_is_too_long_not_truncated(tiny_model):
+    model, tokenizer = tiny_model
+    cut = StaticBackend(lambda p: "She sold 48/2 = 24 clips<truncated>")
+    for cap, reason in ((40, "too_long"), (320, "truncated")):  # the expert answers have 44-68 tokens
+        config = RewriterConfig(generation={"max_new_tokens": cap, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "batch_size": 4})
+        patched = make_dataset("plain").map(Rewriter(model, tokenizer, config=config, backend=cut, show_progress=False), batched=True)
+        assert patched["patch_reason"] == [reason] * 4
+
+
+def test_scoring_stops_at_the_models_context(short_context_model):
+    from hf_patchdist.scoring import QAScorer, render_qa_prompt
+
+    model, tokenizer = short_context_model
+    scorer = QAScorer(model, tokenizer)
+    assert scorer.max_length == 256
+    prompt = render_qa_prompt(tokenizer, "What is 2+3?")
+    prompt_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    long_answer = "2+3=5. " * 200
+    out = scorer.score([prompt, prompt, "word " * 300], [long_answer, "#### 5", "#### 5"])
+    assert out.num_tokens[0] == 256 - prompt_tokens and not math.isnan(out.nll[0])
+    assert out.num_tokens[1] == len(tokenizer("#### 5", add_special_tokens=False)["input_ids"])
+    assert out.num_tokens[2] == 0 and math.isnan(out.nll[2]), "a prompt that fills the context leaves nothing to score"
+    assert QAScorer(model, tokenizer, max_length=10**6).score([prompt], [long_answer]).num_tokens[0] > 256 - prompt_tokens

@@ -245,3 +245,16 @@ def test_grpo_scores_the_nll_under_the_same_qa_context_as_stage_ii(tiny_model_di
         assert abs(grpo_nll - bare_nll) > 1e-5, "the context changes the NLL, so the test can tell the two apart"
         reward(prompts=[row["prompt"]], completions=[candidate], **columns)
         assert reward.last_components["r_task"] == [1.0]
+
+
+def test_rows_whose_prompt_and_completion_do_not_fit_the_context_are_left_out_as_too_long(tiny_model_dir, tmp_path, caplog):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # GSM8K's rewriting prompts have 165-215 tokens; with 12 completion tokens only row 2 (215) passes 220.
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, max_position_embeddings=220)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    with caplog.at_level("WARNING"):
+        trainer = RewriterTrainer(model=model, processing_class=tokenizer, args=tiny_args(tmp_path), train_dataset=make_dataset("plain"))
+    assert trainer.skipped_rows == {"too_long": 1}
+    assert trainer.train_dataset["patch_row_id"] == [0, 1, 3]
+    assert "too_long" in caplog.text
