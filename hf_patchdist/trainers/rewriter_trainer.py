@@ -44,6 +44,28 @@ def check_group_placement(args: RewriterGRPOConfig) -> None:
         )
 
 
+def backbone_init_kwargs(args: RewriterGRPOConfig) -> dict[str, Any]:
+    """How a backbone given by name is loaded, following ``GRPOTrainer`` (``trl.trainer.utils.create_model_from_path``).
+
+    ``args.model_init_kwargs`` go to ``from_pretrained`` (``dtype``, ``revision``, ``attn_implementation``,
+    ``device_map``...), with ``trust_remote_code`` from the config. ``dtype`` takes a ``torch.dtype`` or a name
+    (``"bfloat16"``, ``"float16"``, ``"float32"``); ``"auto"`` or none is this package's choice for the device
+    training runs on (``args.device``, not the CPU it loads on): bfloat16 where that device computes it, else
+    float32. (TRL reads ``"auto"`` as the checkpoint's dtype and defaults to float32.) Placement is TRL's: no
+    ``device_map`` under several processes or on CPU/MPS (the Trainer, through accelerate, moves the model to
+    its device), ``"auto"`` on a single accelerator unless ``device_map`` is given.
+    """
+    init_kwargs = dict(args.model_init_kwargs or {})
+    init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
+    device = args.device  # first: it sets up args.distributed_state
+    init_kwargs["device"] = str(device)
+    if getattr(getattr(args, "distributed_state", None), "distributed_type", None) in ("MULTI_GPU", "DEEPSPEED"):
+        init_kwargs["device_map"] = None
+    else:
+        init_kwargs.setdefault("device_map", None if device.type in ("cpu", "mps") else "auto")
+    return init_kwargs
+
+
 def _render(tokenizer: Any, messages: list[dict[str, Any]]) -> str:
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -63,7 +85,8 @@ class RewriterTrainer(GRPOTrainer):
     Args:
         model: The backbone: the embedded alias (default), a Hub id, a folder, or a loaded model. A name is
             loaded with ``args.model_init_kwargs`` (``dtype``, ``revision``, ``attn_implementation``...), as
-            ``GRPOTrainer`` does; without a ``dtype`` there, in bfloat16 where the hardware computes it.
+            ``GRPOTrainer`` does, and placed as it does (:func:`backbone_init_kwargs`); without a ``dtype`` there (or
+            ``"auto"``), in bfloat16 where the device training runs on computes it.
         args: A :class:`RewriterGRPOConfig`.
         train_dataset: Questions with expert answers, in any format the Rewriter reads. Rows without a
             usable question/answer, and rows whose rewriting prompt plus ``max_completion_length`` does not fit
@@ -110,11 +133,8 @@ class RewriterTrainer(GRPOTrainer):
         base_model_name = str(model or DEFAULT_MODEL) if model is None or isinstance(model, (str, os.PathLike)) else None
         init_kwargs = None
         if model is None or isinstance(model, (str, os.PathLike)):
-            # As GRPOTrainer does for a name: `args.model_init_kwargs` (dtype, revision, attn_implementation...) go to
-            # from_pretrained; a dtype left out keeps load_model_and_tokenizer's choice (bfloat16 where supported).
-            init_kwargs = dict(args.model_init_kwargs or {})
-            init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
-            model, loaded_tokenizer = load_model_and_tokenizer(str(model or DEFAULT_MODEL), device="cpu", **init_kwargs)
+            init_kwargs = backbone_init_kwargs(args)
+            model, loaded_tokenizer = load_model_and_tokenizer(str(model or DEFAULT_MODEL), **init_kwargs)
             processing_class = processing_class or loaded_tokenizer
         elif processing_class is None:
             raise ValueError("Pass processing_class (the tokenizer) together with a loaded model.")

@@ -258,3 +258,37 @@ def test_rows_whose_prompt_and_completion_do_not_fit_the_context_are_left_out_as
     assert trainer.skipped_rows == {"too_long": 1}
     assert trainer.train_dataset["patch_row_id"] == [0, 1, 3]
     assert "too_long" in caplog.text
+
+
+def test_a_backbone_given_by_name_is_loaded_with_model_init_kwargs_for_the_training_device(tiny_model_dir, tmp_path, monkeypatch):
+    import torch
+
+    import hf_patchdist.trainers.rewriter_trainer as module
+
+    trainer = RewriterTrainer(
+        model=tiny_model_dir,
+        args=tiny_args(tmp_path, model_init_kwargs={"dtype": "bfloat16", "attn_implementation": "eager"}),
+        train_dataset=make_dataset("plain"),
+    )
+    backbone = trainer.accelerator.unwrap_model(trainer.model).get_base_model()
+    assert backbone.dtype == torch.bfloat16 and backbone.config._attn_implementation == "eager"
+    assert trainer.args.model_init_kwargs == {"dtype": "bfloat16", "attn_implementation": "eager"}, "the user's dict is not changed"
+
+    # On a GPU host the dtype and placement are chosen for the GPU, not for the CPU the weights are read on.
+    class Loaded(Exception):
+        pass
+
+    seen = {}
+
+    def record(name, **kwargs):
+        seen.update(kwargs)
+        raise Loaded
+
+    args = tiny_args(tmp_path)
+    assert args.device.type == "cpu"  # sets up the process state, as on any host
+    monkeypatch.setattr(module, "load_model_and_tokenizer", record)
+    monkeypatch.setattr(RewriterGRPOConfig, "device", property(lambda self: torch.device("cuda", 0)))
+    with pytest.raises(Loaded):
+        RewriterTrainer(model=tiny_model_dir, args=args, train_dataset=make_dataset("plain"))
+    assert seen["device"] == "cuda:0" and seen["device_map"] == "auto" and seen["trust_remote_code"] is False
+    assert "dtype" not in seen, "'auto': bfloat16 where cuda:0 computes it (load_model_and_tokenizer decides for `device`)"
