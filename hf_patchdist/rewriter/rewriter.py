@@ -449,7 +449,8 @@ class Rewriter:
         if self._model_source is None and self._model is not None:
             digest.update(_weights_sha256(self._model, skip_adapter=self.adapter_path is not None).encode())
         if self._backend is not None and not isinstance(self._backend, TransformersBackend):
-            digest.update(type(self._backend).__qualname__.encode())
+            identity = getattr(self._backend, "fingerprint", None)  # vLLM: its model, adapter hash, settings
+            digest.update((identity() if callable(identity) else type(self._backend).__qualname__).encode())
         return digest.hexdigest()[:16]
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
