@@ -198,6 +198,16 @@ class Rewriter:
         if self._tokenizer.pad_token is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token
 
+    def _place_for_rank(self, rank: int | None) -> None:
+        """Worker ``rank`` of a ``num_proc`` map loads onto GPU ``rank % count`` when several are visible."""
+        if rank is None or self._model is not None or self.device not in (None, "cuda"):
+            return
+        import torch
+
+        count = torch.cuda.device_count()
+        if count > 1:
+            self.device = f"cuda:{rank % count}"
+
     @property
     def model(self) -> Any:
         """The model (the adapter, when there is one, is enabled for generation, disabled for scoring)."""
@@ -303,10 +313,18 @@ class Rewriter:
         )
 
     def __call__(self, examples: Mapping[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Rewrite a batch (``map(batched=True)``) or a single example (``map()``)."""
+        """Rewrite a batch (``map(batched=True)``) or a single example (``map()``).
+
+        With ``map(..., with_rank=True)`` (which :meth:`rewrite` sets for ``num_proc``) the last
+        positional argument is the worker's rank: worker k loads the model onto GPU ``k % count`` when
+        several are visible and no device was chosen. An unbatched map needs ``with_indices=True``
+        too, since a lone index could not be told from a rank.
+        """
         spec = self.detect(list(examples.keys()))
         target = examples[spec.answer_column]
         batched = _is_batched(target, spec)
+        if args and (batched or len(args) > 1) and (args[-1] is None or isinstance(args[-1], int)):
+            self._place_for_rank(args[-1])
         if batched:
             rows = [{key: examples[key][i] for key in examples} for i in range(len(target))]
         else:
@@ -397,6 +415,8 @@ class Rewriter:
         map_kwargs.setdefault("batched", True)
         map_kwargs.setdefault("batch_size", max(self.batch_size, 1))
         map_kwargs.setdefault("desc", "Rewriting")
+        if (map_kwargs.get("num_proc") or 1) > 1:
+            map_kwargs.setdefault("with_rank", True)  # worker k on GPU k (see __call__)
         return dataset.map(self, **map_kwargs)
 
     def patch_dataset(

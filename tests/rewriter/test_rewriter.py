@@ -260,3 +260,45 @@ def test_a_batch_of_missing_answers_keeps_its_rows(tiny_model):
     assert all(math.isnan(v) for v in patched["patch_nll_original"][:2] + patched["patch_nll_kept"][:2]), "no score: NaN, a float"
     assert all(v > 0 for v in patched["patch_nll_original"][2:])
     assert PatchStatistics.from_dataset(patched).original_nll == pytest.approx(sum(patched["patch_nll_original"][2:]) / 2)
+
+
+def _recording_loader(tiny_model, record_dir):
+    """A stand-in for load_model_and_tokenizer: the tiny CPU model, with the device it was asked for written down."""
+    import os
+
+    def load(name, *, device=None, **kwargs):
+        (record_dir / f"device-{os.getpid()}-{len(list(record_dir.iterdir()))}").write_text(str(device))
+        return tiny_model
+
+    return load
+
+
+@pytest.mark.parametrize("gpus", [0, 1, 2])
+def test_map_with_rank_places_worker_k_on_gpu_k(tiny_model, tiny_model_dir, tmp_path, monkeypatch, gpus):
+    import torch
+
+    import hf_patchdist.rewriter.rewriter as rewriter_module
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(rewriter_module, "load_model_and_tokenizer", _recording_loader(tiny_model, tmp_path))
+    rewriter = Rewriter(tiny_model_dir, backend=StaticBackend(good_rewrite_for), show_progress=False)
+    rewriter(make_dataset("plain")[:2], 1)  # what map(batched=True, with_rank=True) calls in worker 1
+    assert rewriter.device == ("cuda:1" if gpus == 2 else None), "CPU and one GPU keep the default device"
+    assert [p.read_text() for p in tmp_path.iterdir()] == [str(rewriter.device)]
+    mapped = Rewriter(tiny_model_dir, backend=StaticBackend(good_rewrite_for), show_progress=False)
+    make_dataset("plain").map(mapped, batched=True, with_rank=True)  # one process: datasets passes rank None
+    assert mapped.device is None
+
+
+def test_rewrite_with_num_proc_passes_the_rank(tiny_model, monkeypatch):
+    """Workers of a num_proc map must learn their rank (a forked torch worker cannot run here: 2 CPUs, OpenMP)."""
+    from datasets import Dataset
+
+    seen = {}
+    monkeypatch.setattr(Dataset, "map", lambda self, function, **kwargs: seen.update(kwargs))
+    rewriter = make_rewriter(tiny_model, good_rewrite_for)
+    rewriter.rewrite(make_dataset("plain"), num_proc=2)
+    assert seen["with_rank"] is True and seen["batched"] is True
+    seen.clear()
+    rewriter.rewrite(make_dataset("plain"))
+    assert "with_rank" not in seen
