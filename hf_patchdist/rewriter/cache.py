@@ -127,6 +127,20 @@ def _load(path: Path) -> Any:
     return datasets.load_from_disk(str(path))
 
 
+def load_cached(path: Path) -> Any:
+    """The patched set stored under ``path``, or None when there is no complete entry (a broken one is removed)."""
+    if not (path / PATCH_INFO_NAME).is_file():
+        return None
+    try:
+        patched = _load(path)
+    except Exception as error:  # a half-deleted or foreign folder must not block training: patch again
+        logger.warning("The patch cache %s cannot be read (%s); patching again.", path, error)
+        shutil.rmtree(path, ignore_errors=True)
+        return None
+    logger.info("Loaded the patched training set from the cache %s", path)
+    return patched
+
+
 def patch_with_cache(
     dataset: Any,
     rewriter: Rewriter,
@@ -157,15 +171,9 @@ def patch_with_cache(
     key = patch_cache_key(dataset, rewriter, fingerprint)
     root = Path(cache_dir) if cache_dir is not None else default_patch_cache_dir()
     path = root / key
-    if use_cache and (path / PATCH_INFO_NAME).is_file():
-        try:
-            patched = _load(path)
-        except Exception as error:  # a half-deleted or foreign folder must not block training: patch again
-            logger.warning("The patch cache %s cannot be read (%s); patching again.", path, error)
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            logger.info("Loaded the patched training set from the cache %s", path)
-            return PatchResult.of(patched, key, path, True, fingerprint)
+    cached = load_cached(path) if use_cache else None
+    if cached is not None:
+        return PatchResult.of(cached, key, path, True, fingerprint)
 
     # The key is given to map as its fingerprint, so that datasets does not hash the rewriter (which would pickle
     # a loaded model) and does not write a second cache file next to the source data: we keep our own copy.
@@ -176,6 +184,16 @@ def patch_with_cache(
         return PatchResult.of(patched, key, rewriter_fingerprint=fingerprint)
 
     statistics = PatchStatistics.from_dataset(patched)
+    store_patched(patched, dataset, rewriter, key=key, fingerprint=fingerprint, path=path, statistics=statistics)
+    # Train on the cached copy, so that a first and a second run see the very same (file-backed) data set.
+    return PatchResult(_load(path), statistics, key, path, False, fingerprint)
+
+
+def store_patched(
+    patched: Any, dataset: Any, rewriter: Rewriter, *, key: str, fingerprint: str, path: Path, statistics: PatchStatistics
+) -> None:
+    """Write a patched set under ``path`` (a cache entry named by its key), atomically, with ``patch_info.json``."""
+    root = path.parent
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
@@ -204,5 +222,3 @@ def patch_with_cache(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("Stored the patched training set in the cache %s", path)
-    # Train on the cached copy, so that a first and a second run see the very same (file-backed) data set.
-    return PatchResult(_load(path), statistics, key, path, False, fingerprint)

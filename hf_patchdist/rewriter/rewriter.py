@@ -426,6 +426,7 @@ class Rewriter:
         cache_dir: str | os.PathLike | None = None,
         use_cache: bool = True,
         desc: str = "Patching the training set",
+        distributed: bool = False,
     ) -> PatchResult:
         """Patch a whole data set once: the patched set with its statistics, from the on-disk cache when possible.
 
@@ -437,6 +438,9 @@ class Rewriter:
             cache_dir: Cache folder (default ``<datasets cache>/hf_patchdist``).
             use_cache: Read and write the cache; False always generates and stores nothing.
             desc: Progress bar description.
+            distributed: Under ``accelerate launch``/torchrun, split the rows over the processes and give
+                every process the whole patched set (:mod:`~hf_patchdist.rewriter.sharding`); every process
+                must then make this call. One process: no difference.
 
         Returns:
             A :class:`~hf_patchdist.rewriter.cache.PatchResult` (``dataset``, ``statistics``, ``from_cache``...).
@@ -447,6 +451,10 @@ class Rewriter:
             print(result.statistics.summary())
             ```
         """
+        if distributed:
+            from .sharding import patch_sharded
+
+            return patch_sharded(dataset, self, cache_dir=cache_dir, use_cache=use_cache, desc=desc)
         return patch_with_cache(dataset, self, cache_dir=cache_dir, use_cache=use_cache, desc=desc)
 
     # ------------------------------------------------------------------ identity, save and load

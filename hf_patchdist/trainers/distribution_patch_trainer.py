@@ -149,8 +149,12 @@ class DistributionPatchTrainer(SFTTrainer):
             resolved = _resolve_rewriter(rewriter, model, processing_class, options, args)
             if rewriter is not None:
                 _warn_if_other_backbone(resolved, model)
-            with _main_process_first(args), _eval_mode(model):
-                result = resolved.patch_dataset(train_dataset, cache_dir=options.cache_dir, use_cache=options.use_cache)
+            with _eval_mode(model):
+                # Under accelerate launch / torchrun each process rewrites its share of the rows and all get
+                # the whole patched set (no process idles at a barrier while another generates).
+                result = resolved.patch_dataset(
+                    train_dataset, cache_dir=options.cache_dir, use_cache=options.use_cache, distributed=True
+                )
             # Training must not keep the rewriter's own copy of a model loaded by name in memory.
             resolved = _released(resolved)
 
@@ -410,17 +414,6 @@ def _eval_mode(model: Any) -> Iterator[None]:
     finally:
         if training:
             model.train()
-
-
-@contextlib.contextmanager
-def _main_process_first(args: Any) -> Iterator[None]:
-    """Patch on the main process first; the others then read its result from the cache instead of generating."""
-    context = getattr(args, "main_process_first", None)
-    if context is None:
-        yield
-        return
-    with context(local=False, desc="hf-patchdist: patching the training set"):
-        yield
 
 
 def _to_prompt_completion_row(row: dict[str, Any], spec: FormatSpec) -> dict[str, Any]:
