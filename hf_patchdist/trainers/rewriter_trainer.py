@@ -43,6 +43,40 @@ def check_group_placement(args: RewriterGRPOConfig) -> None:
         )
 
 
+def check_parameter_sharding(args: Any, accelerator_state: Any = None) -> None:
+    """Refuse DeepSpeed ZeRO-3 and FSDP, which shard the backbone's parameters over the processes.
+
+    Reward scoring runs pi_0 forwards only for the feasible candidates of each process, so processes run
+    different numbers of forwards, and the collective parameter gathers of ZeRO-3 and FSDP would wait
+    forever; under FSDP the scorer bound to the unwrapped model would also see sharded parameters, and
+    :meth:`RewriterTrainer.save_rewriter` saves the main process's unwrapped model, which holds no
+    weights under ZeRO-3. DDP and ZeRO-1/2 keep whole parameters on every process.
+
+    Args:
+        args: The training arguments (``deepspeed_plugin``, ``fsdp_plugin_args``), before the trainer is built.
+        accelerator_state: ``accelerator.state`` once built (``deepspeed_plugin``, ``fsdp_plugin``).
+    """
+    deepspeed = getattr(accelerator_state, "deepspeed_plugin", None) or getattr(args, "deepspeed_plugin", None)
+    found = None
+    if getattr(deepspeed, "zero_stage", None) == 3:
+        found = "DeepSpeed ZeRO-3"
+    elif (
+        getattr(accelerator_state, "fsdp_plugin", None) is not None
+        or getattr(args, "fsdp_plugin_args", None)
+        or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")
+    ):
+        found = "FSDP"
+    if found is not None:
+        raise ValueError(
+            f"RewriterTrainer does not support {found}: it shards the backbone's parameters, and the pi_0 reward "
+            "scoring runs forwards only for each process's feasible candidates, so the processes would run different "
+            "numbers of forwards and the parameter gathers would hang (and the saved adapter would be empty). "
+            "Run it with DDP (`accelerate launch --multi_gpu`, torchrun) or DeepSpeed ZeRO-1/ZeRO-2, which keep "
+            "whole parameters on every process; the trained part is a LoRA on a frozen backbone, so the optimizer "
+            "state that ZeRO-1/2 shards is already small."
+        )
+
+
 class RewriterTrainer(GRPOTrainer):
     """GRPO trainer of the rewriting agent: a LoRA "patch" on a frozen instruct backbone.
 
@@ -94,6 +128,7 @@ class RewriterTrainer(GRPOTrainer):
         if not isinstance(args, RewriterGRPOConfig):
             raise TypeError(f"args must be a RewriterGRPOConfig, got {type(args).__name__}")
         check_group_placement(args)
+        check_parameter_sharding(args)
         if train_dataset is None:
             raise ValueError("RewriterTrainer needs a train_dataset of questions with expert answers.")
 
@@ -154,6 +189,7 @@ class RewriterTrainer(GRPOTrainer):
         finally:
             args.model_init_kwargs = given_init_kwargs
 
+        check_parameter_sharding(args, self.accelerator.state)  # a plugin accelerate built from its own config
         # pi_0 is the trained backbone with the adapter disabled, unless a separate scorer is named.
         scorer = None
         if args.scorer_model is not None:

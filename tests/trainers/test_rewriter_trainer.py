@@ -193,3 +193,38 @@ def test_the_grpo_gate_zeroes_trailing_text_and_expert_copies_during_training(ti
     log = next(entry for entry in trainer.state.log_history if "patch/feasible_fraction" in entry)
     assert log["patch/feasible_fraction"] == pytest.approx(4 / 8)
     assert log["patch/rejected/trailing_text"] == pytest.approx(2 / 8) and log["patch/rejected/copies_reference"] == pytest.approx(2 / 8)
+
+
+@pytest.mark.parametrize(
+    "args, state, refused",
+    [
+        (SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=3)), None, "DeepSpeed ZeRO-3"),
+        (SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=2)), None, None),
+        (SimpleNamespace(deepspeed_plugin=None, fsdp_plugin_args={"fsdp_version": 2}), None, "FSDP"),
+        (SimpleNamespace(), SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=3)), "DeepSpeed ZeRO-3"),
+        (SimpleNamespace(), SimpleNamespace(deepspeed_plugin=None, fsdp_plugin=object()), "FSDP"),
+        (SimpleNamespace(deepspeed_plugin=None, fsdp_plugin_args=None), SimpleNamespace(deepspeed_plugin=None, fsdp_plugin=None), None),
+    ],
+)
+def test_sharded_parameters_are_refused_with_what_works(args, state, refused):
+    from hf_patchdist.trainers.rewriter_trainer import check_parameter_sharding
+
+    if refused is None:
+        check_parameter_sharding(args, state)
+        return
+    with pytest.raises(ValueError, match=refused) as error:
+        check_parameter_sharding(args, state)
+    assert "DDP" in str(error.value) and "ZeRO-1/ZeRO-2" in str(error.value)
+
+
+def test_zero3_is_refused_at_construction_before_loading(tmp_path, monkeypatch):
+    import hf_patchdist.trainers.rewriter_trainer as module
+
+    monkeypatch.setattr(module, "load_model_and_tokenizer", lambda *a, **k: pytest.fail("loaded a model before refusing"))
+    args = tiny_args(tmp_path)
+    args.deepspeed_plugin = SimpleNamespace(zero_stage=3)  # what TrainingArguments(deepspeed=...) builds (needs DeepSpeed)
+    with pytest.raises(ValueError, match="does not support DeepSpeed ZeRO-3"):
+        RewriterTrainer(model="anything", args=args, train_dataset=make_dataset("plain"))
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # accelerate launch --use_fsdp
+    with pytest.raises(ValueError, match="does not support FSDP"):
+        RewriterTrainer(model="anything", args=tiny_args(tmp_path), train_dataset=make_dataset("plain"))
