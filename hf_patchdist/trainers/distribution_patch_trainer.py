@@ -48,7 +48,9 @@ class DistributionPatchTrainer(SFTTrainer):
 
     At construction, `train_dataset` is patched once with Generate-Verify-Fallback: for every example the rewriter
     generates candidates, keeps the feasible one (same final answer, valid reasoning) with the lowest NLL under the
-    base model pi_0, or falls back to the expert answer. The patched set is cached on disk (see
+    base model pi_0, or falls back to the expert answer. Under `accelerate launch` or torchrun the rows are split
+    over the processes, each rewrites its share, and every process trains on the whole patched set (see
+    `hf_patchdist.rewriter.sharding`). The patched set is cached on disk (see
     [`DistributionPatchConfig`]), so a second construction with the same data set, rewriter and options, also in a new
     process, reads it instead of generating. `eval_dataset` is never rewritten. After that the trainer is
     `SFTTrainer`: same arguments, same training.
