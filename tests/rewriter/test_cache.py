@@ -87,3 +87,16 @@ def test_loading_an_adapter_onto_a_given_model_keeps_the_key(adapter_dir, tiny_m
     assert getattr(rewriter.model, "peft_config", None), "the adapter is loaded now"
     assert rewriter.fingerprint() == before == first.rewriter_fingerprint
     assert rewriter.patch_dataset(dataset, cache_dir=cache).from_cache
+
+
+def test_the_key_holds_the_gate_version(tiny_model_dir, monkeypatch):
+    # A gate whose checks changed under an unchanged configuration must not reuse sets patched by the old one.
+    from hf_patchdist.rewriter import cache
+    from hf_patchdist.verifiers import GATE_VERSION
+
+    assert GATE_VERSION >= 2 and cache.CACHE_FORMAT_VERSION >= 2, "bumped with the gate of issue 14"
+    dataset = make_dataset("plain", ROWS)
+    rewriter = Rewriter(tiny_model_dir, **_options())
+    key = cache.patch_cache_key(dataset, rewriter, "fingerprint")
+    monkeypatch.setattr(cache, "GATE_VERSION", GATE_VERSION + 1)
+    assert cache.patch_cache_key(dataset, rewriter, "fingerprint") != key
