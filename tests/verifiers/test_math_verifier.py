@@ -283,6 +283,8 @@ def test_step_count_relative_to_the_expert():
     assert result.reason == "too_few_steps", (result.reason, result.detail)
     assert "expert answer's 2" in result.detail
     assert MathVerifier(min_step_ratio=0.6)(NATALIA_REWRITE, NATALIA["answer"]).passed
+    one_sentence = "12 / 60 = 0.2 dollars a minute, and 0.2 * 50 = 10 dollars in all.\n#### 10"
+    assert MathVerifier(min_step_ratio=1.0)(one_sentence, WENG["answer"]).passed, "two equations are two steps"
     # A step merged out of three is allowed at 0.6 (2 of 3 required).
     expert = GSM8K_ROWS[2]["answer"]  # Betty: three steps
     merged = "Betty has 100 / 2 = 50 dollars.\nShe still needs 100 - 50 - 15 - 15 * 2 = 5 dollars.\n#### 5"

@@ -99,7 +99,9 @@ class MathVerifier(Verifier):
         min_step_ratio: When set, the candidate needs at least ``ceil(min_step_ratio * n)``
             arithmetic steps (counted as for ``min_reasoning_steps``), ``n`` being the expert answer's,
             else it fails with ``"too_few_steps"``: "48 + 24 = 72" is one step where the expert
-            computed 48 / 2 = 24 first. 0.6 lets a rewrite merge one step in three.
+            computed 48 / 2 = 24 first. The candidate's count is the larger of its sentences with a
+            step and the distinct results of its equations (two equations in one sentence are two
+            steps). 0.6 lets a rewrite merge one step in three.
         reject_repeated_equations: Fail with ``"repeated_equation"`` when the same equation is
             written on two lines, unless the expert answer repeats it too (a rewriter that repeats
             its last step gets a longer, cheaper target without more reasoning).
@@ -218,6 +220,9 @@ class MathVerifier(Verifier):
                 reference_final = _locate_final_line(reference, _MATH_KINDS, final=True)
                 reference_steps = self._count_reasoning_steps(reference[: reference_final.start] if reference_final else reference)
                 required = math.ceil(self.min_step_ratio * reference_steps - 1e-9)
+                # Two computations in one sentence ("12 / 60 = 0.2, and 0.2 * 50 = 10") are two steps here: the
+                # candidate's count is also the number of distinct results of its equations.
+                steps = max(steps, len(_intermediate_results(text[: located.start])))
                 if steps < required:
                     return _fail(
                         "too_few_steps",
