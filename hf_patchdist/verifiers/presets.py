@@ -32,7 +32,8 @@ GRPO_GATE: dict[str, Any] = {"name": "math", "strict": True, "max_reference_copy
 """The default gate of GRPO training: strict (trimming trailing text in the reward would still
 train on it), failing copies of the expert answer (more than 70% of its words kept in order: the
 cheapest feasible candidate, which GRPO otherwise converges on; on GSM8K ``train[800:1000]`` the
-prompted rewrites in other words keep 20-65%, lightly edited copies 75% and more) and candidates
+accepted rewrites above 70% were the expert answer with a line dropped or added or a few words
+changed, those below written differently: see docs/results.md) and candidates
 that skip the expert's steps (fewer than 0.6 x its arithmetic steps: "48 + 24 = 72" where the expert
 first computed 48 / 2 = 24)."""
 
