@@ -199,8 +199,8 @@ def test_real_default_model_rewrites_gsm8k():
     for i in accepted:
         assert patched["answer"][i] != rows[i]["answer"]
         assert patched["answer"][i].strip().endswith(rows[i]["answer"].strip().splitlines()[-1]), "the same final line"
-    assert set(patched["patch_source"]) <= {"rewrite", "fallback"}
-    assert all(r == "" for s, r in zip(patched["patch_source"], patched["patch_reason"]) if s == "rewrite")
+    assert set(patched["patch_source"]) <= {"rewrite", "copy", "fallback"}
+    assert all(r == "" for s, r in zip(patched["patch_source"], patched["patch_reason"]) if s in ("rewrite", "copy"))
     assert all(r for s, r in zip(patched["patch_source"], patched["patch_reason"]) if s == "fallback")
     assert all(v > 0 for v in patched["patch_nll_original"])
 
