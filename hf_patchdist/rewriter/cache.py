@@ -8,7 +8,8 @@ pickling the model: slow, and not stable across processes. Here the key is expli
   hashes the Arrow table itself, so it is stable across processes; for sets read from files it follows the
   files), its number of rows, columns and features;
 * :meth:`Rewriter.fingerprint` (config, adapter weights hash, columns);
-* the patch options (candidates, batch size, columns) and the versions of this cache and of hf-patchdist.
+* the patch options (candidates, batch size, columns) and the versions of this cache, of the gate's verdicts
+  (:data:`~hf_patchdist.verifiers.GATE_VERSION`) and of hf-patchdist.
 
 The patched set (input format unchanged, plus the provenance columns) is saved with ``save_to_disk`` under
 ``<cache_dir>/<key>`` and read back with ``load_from_disk`` (memory-mapped, so a second construction costs the
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..patch_statistics import PatchStatistics
+from ..verifiers.presets import GATE_VERSION
 
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 # Bump when what a cached entry holds, or how the rewrites it stores are decided, changes: an old entry
 # under the same key would otherwise be reused silently.
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: the gate of issue 14 (GATE_VERSION 2), patch_source "copy", patch_rejected
 PATCH_INFO_NAME = "patch_info.json"
 
 
@@ -70,6 +72,8 @@ def patch_cache_key(dataset: Any, rewriter: Rewriter, rewriter_fingerprint: str 
     """
     record = {
         "cache_format": CACHE_FORMAT_VERSION,
+        # The verdicts of an unchanged gate configuration change with the gate's code: see GATE_VERSION.
+        "gate_version": GATE_VERSION,
         "hf_patchdist": _package_version(),
         "dataset": {
             "fingerprint": dataset._fingerprint,

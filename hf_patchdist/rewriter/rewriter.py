@@ -3,9 +3,11 @@
 Per example: build the rewriting prompt (question + expert answer + the instruction to re-derive
 it in the model's own words), generate candidates, gate them with the task-consistency verifier,
 keep the feasible candidate with the lowest NLL under pi_0 given QA(q), or fall back to the expert
-answer. Provenance goes into four columns that the rest of the project reads:
+answer. Provenance goes into four columns that the rest of the project reads (and, with
+``keep_rejected``, a fifth, ``patch_rejected``: the rejected candidates with the gate's reason and detail):
 
-* ``patch_source``: ``"rewrite"`` or ``"fallback"``;
+* ``patch_source``: ``"rewrite"``, ``"copy"`` (the accepted candidate is the expert answer itself once GSM8K
+  annotations are removed: feasible, but no rewrite) or ``"fallback"``;
 * ``patch_reason``: empty for a rewrite, else why the gate (or the input) refused;
 * ``patch_nll_original``: pi_0 NLL of the expert answer (NaN for a row without a usable question or answer:
   never None, so that a ``map`` batch of such rows still writes a float column);
@@ -33,10 +35,11 @@ from ..generation.base import GeneratedText, GenerationBackend, GenerationSettin
 from ..generation.transformers_backend import TransformersBackend
 from ..models import base_model_record, load_model_and_tokenizer
 from ..scoring import QAScorer, render_qa_prompt
-from ..verifiers import Verifier, get_verifier
+from ..verifiers import Verifier, get_verifier, is_reference_copy
 from .cache import PatchResult, patch_with_cache
 from .config import (
     ADAPTER_WEIGHTS_NAME,
+    REJECTED_COLUMN,
     RewriterConfig,
     build_prompt_messages,
     check_adapter_folder,
@@ -364,12 +367,17 @@ class Rewriter:
 
         instruction = self.rewriting_instruction()
         feasible: dict[int, list[str]] = {}
+        rejected: dict[int, list[dict[str, str]]] = {}
         for i in todo:
             results = [
                 self.verifier(
                     c.text, examples[i].answer, question=examples[i].question, truncated=c.truncated, instruction=instruction
                 )
                 for c in candidates[i]
+            ]
+            # The generated text as it was (a result's text may be trimmed), with the verdict.
+            rejected[i] = [
+                {"text": c.text, "reason": r.reason, "detail": r.detail} for c, r in zip(candidates[i], results) if not r.passed
             ]
             passed = [r.text for r in results if r.passed]
             if passed:
@@ -404,14 +412,37 @@ class Rewriter:
             if i in feasible:
                 best = min(range(len(feasible[i])), key=lambda k: nll_of[(i, k)])
                 out.update(write_answer(row, spec, feasible[i][best]))
-                out.update(patch_source="rewrite", patch_reason="", patch_nll_original=original_nll, patch_nll_kept=nll_of[(i, best)])
+                source = "copy" if is_reference_copy(feasible[i][best], examples[i].answer) else "rewrite"
+                out.update(patch_source=source, patch_reason="", patch_nll_original=original_nll, patch_nll_kept=nll_of[(i, best)])
             else:
                 out.update(patch_source="fallback", patch_reason=reasons[i] or "no_feasible_candidate", patch_nll_original=original_nll, patch_nll_kept=original_nll)
+            if self.config.keep_rejected:
+                # Always a list of the same struct (an empty list for a row without rejections), so that map
+                # writes one column type across batches.
+                out[REJECTED_COLUMN] = rejected.get(i, [])
             outputs.append(out)
         return outputs
 
+    def output_features(self, dataset: Any) -> Any:
+        """The ``datasets.Features`` of ``dataset`` patched by this rewriter: its own, plus the provenance columns.
+
+        Pass them to ``dataset.map(rewriter, features=...)`` with ``keep_rejected``: a map batch in which no
+        candidate was rejected holds only empty lists, whose type datasets cannot infer, and a later batch
+        would then fail to write. :meth:`rewrite` and :meth:`patch_dataset` pass them.
+        """
+        from datasets import Features, List, Value
+
+        columns = {**dataset.features, "patch_source": Value("string"), "patch_reason": Value("string")}
+        columns.update(patch_nll_original=Value("float64"), patch_nll_kept=Value("float64"))
+        if self.config.keep_rejected:
+            columns[REJECTED_COLUMN] = List({"text": Value("string"), "reason": Value("string"), "detail": Value("string")})
+        return Features(columns)
+
     def rewrite(self, dataset: Any, **map_kwargs: Any) -> Any:
-        """``dataset.map(self, batched=True)`` with this rewriter's batch size and a progress description."""
+        """``dataset.map(self, batched=True)`` with this rewriter's batch size, a progress description and, with
+        ``keep_rejected``, the output column types (:meth:`output_features`)."""
+        if self.config.keep_rejected and getattr(dataset, "features", None) is not None:
+            map_kwargs.setdefault("features", self.output_features(dataset))
         map_kwargs.setdefault("batched", True)
         map_kwargs.setdefault("batch_size", max(self.batch_size, 1))
         map_kwargs.setdefault("desc", "Rewriting")

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..patch_statistics import PatchStatistics
 from .cache import PatchResult, default_patch_cache_dir, load_cached, patch_cache_key, patch_with_cache, store_patched
-from .config import PATCH_COLUMNS
+from .config import PATCH_COLUMNS, REJECTED_COLUMN
 
 
 if TYPE_CHECKING:
@@ -104,7 +104,6 @@ def patch_sharded(
             return PatchResult.of(cached, key, path, True, fingerprint)
 
     start, stop = shard_bounds(len(dataset), rewriter.batch_size, state.num_processes, state.process_index)
-    columns = _rewritten_columns(dataset, rewriter)
     rows: list[dict[str, Any]] = []
     if stop > start:
         shard = rewriter.rewrite(
@@ -114,10 +113,11 @@ def patch_sharded(
             load_from_cache_file=False,
             desc=f"{desc} (rows {start}-{stop - 1} on process {state.process_index})",
         )
-        rows = shard.select_columns(columns).to_list()
+        rows = shard.select_columns(_rewritten_columns(dataset, shard, rewriter)).to_list()
     outputs = gather_object(rows)
     if len(outputs) != len(dataset):
         raise RuntimeError(f"The processes returned {len(outputs)} patched rows for a data set of {len(dataset)}.")
+    columns = list(outputs[0])  # a process without rows cannot tell which columns the rewriter writes
 
     def fill(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         return {column: [outputs[i][column] for i in indices] for column in columns}
@@ -142,10 +142,11 @@ def patch_sharded(
     return PatchResult(patched, statistics, key, stored, False, fingerprint)
 
 
-def _rewritten_columns(dataset: Any, rewriter: Rewriter) -> list[str]:
-    """The columns the rewriter writes: the target column and the provenance columns."""
-    spec = rewriter.detect(dataset.column_names, sample=dataset[0] if len(dataset) else None)
-    return [spec.answer_column, *PATCH_COLUMNS]
+def _rewritten_columns(dataset: Any, patched: Any, rewriter: Rewriter) -> list[str]:
+    """The columns the rewriter wrote: the target column, then the new ones (provenance, ``patch_rejected``...)."""
+    spec = rewriter.detect(dataset.column_names, sample=dataset[0])
+    written = (*PATCH_COLUMNS, REJECTED_COLUMN)  # also when the input already had them
+    return [spec.answer_column, *(c for c in patched.column_names if c not in dataset.column_names or c in written)]
 
 
 def _on_process_device(rewriter: Rewriter, device: Any) -> Rewriter:

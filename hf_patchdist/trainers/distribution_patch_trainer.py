@@ -24,7 +24,7 @@ from trl import SFTTrainer
 from ..formats import DatasetFormat, FormatSpec, detect_dataset_format, to_prompt_completion
 from ..models import EMBEDDED_MODELS, patchdist_cache_dir, resolve_model_path
 from ..hub.ids import base_model_text, hub_link, is_hub_repo_id
-from ..rewriter import PATCH_COLUMNS, PatchResult, Rewriter
+from ..rewriter import PATCH_COLUMNS, REJECTED_COLUMN, PatchResult, Rewriter
 from ..rewriter.config import PAPER_ID, PAPER_TITLE
 from .distribution_patch_config import DistributionPatchConfig
 
@@ -259,7 +259,8 @@ class DistributionPatchTrainer(SFTTrainer):
             fingerprint = self.patch_result.rewriter_fingerprint or self.rewriter.fingerprint()
             lines.append(f"- Rewriter fingerprint: `{fingerprint}`")
         lines += [
-            f"- Rewritten: {stats.rewritten} of {stats.rows} examples ({stats.acceptance_rate:.1%})",
+            f"- Rewritten: {stats.rewritten} of {stats.rows} examples ({stats.acceptance_rate:.1%}); "
+            f"copies of the expert answer: {stats.copied}",
             "",
             stats.to_markdown(),
             "",
@@ -424,7 +425,7 @@ def _to_prompt_completion_row(row: dict[str, Any], spec: FormatSpec) -> dict[str
 
 def _training_view(patched: Dataset, spec: FormatSpec, formatting_func: Callable | None) -> Dataset:
     """What SFTTrainer gets: no provenance columns; plain question/answer rows as conversational prompt-completion."""
-    dataset = patched.remove_columns([c for c in PATCH_COLUMNS if c in patched.column_names])
+    dataset = patched.remove_columns([c for c in (*PATCH_COLUMNS, REJECTED_COLUMN) if c in patched.column_names])
     if spec.format == DatasetFormat.PLAIN and formatting_func is None:
         dataset = _plain_to_prompt_completion(dataset, spec, "train")
     return dataset

@@ -77,6 +77,18 @@ def check_parameter_sharding(args: Any, accelerator_state: Any = None) -> None:
         )
 
 
+def _keep_reference_at_pi0(model: Any) -> None:
+    """Remove the frozen copy of a given adapter that TRL makes its KL reference (beta > 0).
+
+    TRL anchors the KL of a passed ``PeftModel`` to a copy of its adapter (``"ref"``); the design anchors it
+    to pi_0, the backbone with the adapter off, which the rewards score under too. Without a ``"ref"``
+    adapter TRL computes the reference log-probabilities with the adapters disabled.
+    """
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+        model.set_adapter("default")
+
+
 class RewriterTrainer(GRPOTrainer):
     """GRPO trainer of the rewriting agent: a LoRA "patch" on a frozen instruct backbone.
 
@@ -94,7 +106,9 @@ class RewriterTrainer(GRPOTrainer):
         train_dataset: Questions with expert answers, in any format the Rewriter reads. Rows without a
             usable question/answer are left out, with a warning counting them by reason.
         reward_funcs: Reward callables; default ``[PatchReward(...)]`` from the config's weights and gate.
-        peft_config: A ``peft.LoraConfig``; default one from the config's ``lora_*`` fields.
+        peft_config: A ``peft.LoraConfig``; default one from the config's ``lora_*`` fields, unless ``model``
+            is a ``PeftModel`` (a warm-started adapter, loaded with ``is_trainable=True``): that adapter is
+            trained, and the KL reference stays pi_0 (adapter off), not a copy of the warm start.
         processing_class: Tokenizer (loaded with the model by default).
         **kwargs: Passed to ``trl.GRPOTrainer``.
 
@@ -147,7 +161,14 @@ class RewriterTrainer(GRPOTrainer):
         if processing_class.pad_token is None:
             processing_class.pad_token = processing_class.eos_token
 
-        if peft_config is None:
+        # A PeftModel (a warm-started adapter) is trained as it is: TRL refuses a second adapter config for it.
+        given_peft_model = bool(getattr(model, "peft_config", None))
+        if given_peft_model and not any(p.requires_grad for p in model.parameters()):
+            raise ValueError(
+                "The PeftModel passed as model has no trainable parameter: load its adapter with "
+                "PeftModel.from_pretrained(base_model, folder, is_trainable=True)."
+            )
+        if peft_config is None and not given_peft_model:
             from peft import LoraConfig
 
             peft_config = LoraConfig(
@@ -188,6 +209,8 @@ class RewriterTrainer(GRPOTrainer):
             )
         finally:
             args.model_init_kwargs = given_init_kwargs
+        if given_peft_model:
+            _keep_reference_at_pi0(self.accelerator.unwrap_model(self.model))
 
         check_parameter_sharding(args, self.accelerator.state)  # a plugin accelerate built from its own config
         # pi_0 is the trained backbone with the adapter disabled, unless a separate scorer is named.

@@ -100,3 +100,16 @@ def test_shards_are_whole_batches_in_order():
         assert bounds[0][0] == 0 and bounds[-1][1] == rows
         assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:])), "contiguous, no row twice"
         assert all(start % batch == 0 or start == rows for start, _ in bounds), "shards start on a one-process batch boundary"
+
+
+def test_the_key_holds_the_gate_version(tiny_model_dir, monkeypatch):
+    # A gate whose checks changed under an unchanged configuration must not reuse sets patched by the old one.
+    from hf_patchdist.rewriter import cache
+    from hf_patchdist.verifiers import GATE_VERSION
+
+    assert GATE_VERSION >= 2 and cache.CACHE_FORMAT_VERSION >= 2, "bumped with the gate of issue 14"
+    dataset = make_dataset("plain", ROWS)
+    rewriter = Rewriter(tiny_model_dir, **_options())
+    key = cache.patch_cache_key(dataset, rewriter, "fingerprint")
+    monkeypatch.setattr(cache, "GATE_VERSION", GATE_VERSION + 1)
+    assert cache.patch_cache_key(dataset, rewriter, "fingerprint") != key

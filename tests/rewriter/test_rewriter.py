@@ -199,8 +199,8 @@ def test_real_default_model_rewrites_gsm8k():
     for i in accepted:
         assert patched["answer"][i] != rows[i]["answer"]
         assert patched["answer"][i].strip().endswith(rows[i]["answer"].strip().splitlines()[-1]), "the same final line"
-    assert set(patched["patch_source"]) <= {"rewrite", "fallback"}
-    assert all(r == "" for s, r in zip(patched["patch_source"], patched["patch_reason"]) if s == "rewrite")
+    assert set(patched["patch_source"]) <= {"rewrite", "copy", "fallback"}
+    assert all(r == "" for s, r in zip(patched["patch_source"], patched["patch_reason"]) if s in ("rewrite", "copy"))
     assert all(r for s, r in zip(patched["patch_source"], patched["patch_reason"]) if s == "fallback")
     assert all(v > 0 for v in patched["patch_nll_original"])
 
@@ -302,3 +302,50 @@ def test_rewrite_with_num_proc_passes_the_rank(tiny_model, monkeypatch):
     seen.clear()
     rewriter.rewrite(make_dataset("plain"))
     assert "with_rank" not in seen
+
+
+def test_a_copy_of_the_expert_answer_is_labelled_copy_and_counted_apart(tiny_model):
+    def copy_or_rewrite(prompt):
+        if "Natalia" in prompt:  # the expert answer without its annotations: feasible, but no rewrite
+            return "Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 72 clips altogether in April and May.\n#### 72"
+        return good_rewrite_for(prompt) if "Weng" in prompt else "The answer is 5.\n#### 5"
+
+    patched = make_dataset("plain").map(make_rewriter(tiny_model, copy_or_rewrite), batched=True)
+    assert patched["patch_source"] == ["copy", "rewrite", "fallback", "fallback"]
+    stats = PatchStatistics.from_dataset(patched)
+    assert (stats.rows, stats.rewritten, stats.copied, stats.fallback) == (4, 1, 1, 2)
+    assert stats.acceptance_rate == 0.25
+    assert stats.accepted_nll == pytest.approx(patched["patch_nll_kept"][1]), "a copy is no accepted rewrite"
+    assert stats.fallback_reasons == {"no_reasoning": 1, "wrong_final_answer": 1}
+    assert "| copy of the expert answer (annotations removed) | 1 |" in stats.to_markdown()
+    assert "copies: 1" in stats.summary()
+    assert stats.to_log_dict()["patch/copied"] == 1.0
+
+
+def test_keep_rejected_keeps_each_rejected_candidate_across_batches(tiny_model):
+    from hf_patchdist.rewriter import REJECTED_COLUMN
+
+    def candidates(prompt):
+        if "Natalia" in prompt or "Weng" in prompt:  # first batch: every candidate feasible, nothing rejected
+            return [good_rewrite_for(prompt)] * 2
+        return ["The answer is 5.\n#### 5", good_rewrite_for(prompt)]
+
+    config = RewriterConfig(keep_rejected=True)
+    rewriter = make_rewriter(tiny_model, candidates, config=config, num_candidates=2)
+    dataset = make_dataset("plain")
+    # An all-empty batch, then struct lists: map cannot infer the type of the first, rewrite() passes it.
+    patched = rewriter.rewrite(dataset, batch_size=2)
+    assert patched.features[REJECTED_COLUMN] == rewriter.output_features(dataset)[REJECTED_COLUMN]
+    with_features = dataset.map(rewriter, batched=True, batch_size=2, features=rewriter.output_features(dataset))
+    assert with_features[REJECTED_COLUMN] == patched[REJECTED_COLUMN]
+    assert patched.column_names == dataset.column_names + list(PATCH_COLUMNS) + [REJECTED_COLUMN]
+    rejected = patched[REJECTED_COLUMN]
+    assert rejected[:2] == [[], []]
+    assert [len(r) for r in rejected[2:]] == [1, 1], "the feasible candidate of each row is not listed"
+    first = rejected[2][0]
+    assert first["text"] == "The answer is 5.\n#### 5" and first["reason"] == "no_reasoning" and first["detail"]
+    assert rejected[3][0]["reason"] == "wrong_final_answer"
+    assert patched["patch_source"] == ["rewrite"] * 4
+    # Off by default: no extra column.
+    plain = dataset.map(make_rewriter(tiny_model, candidates, num_candidates=2), batched=True, batch_size=2)
+    assert REJECTED_COLUMN not in plain.column_names

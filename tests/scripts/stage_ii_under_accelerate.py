@@ -58,6 +58,7 @@ def build(backend):
     rewriter = Rewriter(model, tokenizer, backend=backend, batch_size=2, show_progress=False,
                         question_column="question", answer_column="answer")
     rewriter.config.generation = {**rewriter.config.generation, "max_new_tokens": 12}
+    rewriter.config.keep_rejected = True  # a fifth column the processes must gather too
     return DistributionPatchTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer, rewriter=rewriter)
 
 

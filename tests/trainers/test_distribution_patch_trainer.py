@@ -560,6 +560,7 @@ def test_stage_ii_on_two_processes_generates_each_row_once_and_matches_one_proce
     assert sorted(generated(rank0) + generated(rank1)) == sorted(generated(one)), "greedy texts as on one process"
     assert len({prompt for prompt, _ in generated(one)}) == 7
     assert rank0["patched"] == rank1["patched"] == one["patched"]
+    assert all(row["patch_rejected"] for row in one["patched"]), "the rejected candidates are gathered too"
     assert rank0["trained_on"] == rank1["trained_on"] == one["trained_on"]
     assert rank0["key"] == rank1["key"] == one["key"]
     assert [p.name for p in (tmp_path / "two" / "patch_cache").iterdir()] == [rank0["key"]], "one cache entry, complete"
