@@ -1,7 +1,8 @@
 """Patch statistics of a patched data set, defined once and used by the CLI, trainers and cards.
 
 * **target NLL**: mean ``patch_nll_kept`` over all rows (fallbacks included);
-* **accepted NLL**: mean ``patch_nll_kept`` over the rewritten rows only;
+* **accepted NLL**: mean ``patch_nll_kept`` over the rewritten rows only (copies of the expert answer,
+  ``patch_source == "copy"``, are counted apart and left out);
 * **original NLL**: mean ``patch_nll_original`` over all rows (the expert answers).
 
 Rows whose answer could not be scored (missing/invalid input) have no NLL and are left out of
@@ -36,9 +37,11 @@ class PatchStatistics:
     Attributes:
         rows: Number of rows.
         rewritten: Rows whose target is a rewrite.
+        copied: Rows whose accepted candidate was the expert answer itself once GSM8K annotations are
+            removed (``patch_source == "copy"``): feasible, but no rewrite.
         fallback: Rows that kept the expert answer.
         fallback_reasons: Fallback count by reason.
-        acceptance_rate: ``rewritten / rows``.
+        acceptance_rate: ``rewritten / rows`` (copies not included).
         original_nll: Mean pi_0 NLL of the expert answers.
         target_nll: Mean pi_0 NLL of the kept targets over all rows.
         accepted_nll: Mean pi_0 NLL of the kept targets over rewritten rows (None if none).
@@ -50,6 +53,7 @@ class PatchStatistics:
     rows: int = 0
     rewritten: int = 0
     fallback: int = 0
+    copied: int = 0
     fallback_reasons: dict[str, int] = field(default_factory=dict)
     acceptance_rate: float = 0.0
     original_nll: float | None = None
@@ -68,11 +72,13 @@ class PatchStatistics:
     ) -> PatchStatistics:
         rows = len(sources)
         rewritten_idx = [i for i, s in enumerate(sources) if s == "rewrite"]
-        reasons_count = Counter(r for s, r in zip(sources, reasons) if s != "rewrite")
+        copied = sum(s == "copy" for s in sources)
+        reasons_count = Counter(r for s, r in zip(sources, reasons) if s not in ("rewrite", "copy"))
         return cls(
             rows=rows,
             rewritten=len(rewritten_idx),
-            fallback=rows - len(rewritten_idx),
+            copied=copied,
+            fallback=rows - len(rewritten_idx) - copied,
             fallback_reasons=dict(reasons_count.most_common()),
             acceptance_rate=len(rewritten_idx) / rows if rows else 0.0,
             original_nll=_mean(nll_original),
@@ -100,6 +106,7 @@ class PatchStatistics:
         metrics: dict[str, float] = {
             f"{prefix}rows": float(self.rows),
             f"{prefix}rewritten": float(self.rewritten),
+            f"{prefix}copied": float(self.copied),
             f"{prefix}fallback": float(self.fallback),
             f"{prefix}acceptance_rate": self.acceptance_rate,
             f"{prefix}dropped": float(self.dropped),
@@ -123,6 +130,7 @@ class PatchStatistics:
             "|---|---|",
             f"| rows | {self.rows} |",
             f"| rewritten | {self.rewritten} ({self.acceptance_rate:.1%}) |",
+            f"| copy of the expert answer (annotations removed) | {self.copied} |",
             f"| fallback | {self.fallback} |",
         ]
         if self.dropped:
@@ -146,7 +154,8 @@ class PatchStatistics:
         if self.dropped:
             reasons += f" (dropped from SFT, no question or answer: {self.dropped})"
         return (
-            f"rows: {self.rows}  rewritten: {self.rewritten} ({self.acceptance_rate:.1%})  fallback: {self.fallback}\n"
+            f"rows: {self.rows}  rewritten: {self.rewritten} ({self.acceptance_rate:.1%})  copies: {self.copied}  "
+            f"fallback: {self.fallback}\n"
             f"fallback reasons: {reasons}\n"
             f"mean pi_0 NLL  expert answers: {fmt(self.original_nll)}  kept targets: {fmt(self.target_nll)}  "
             f"accepted rewrites: {fmt(self.accepted_nll)} (their expert answers: {fmt(self.accepted_original_nll)})"

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -127,6 +127,7 @@ class CandidateEvaluation:
         groups: Candidate indices of each group (by ``patch_row_id``).
         nll: pi_0 NLL under QA(q) of each feasible candidate (None for infeasible ones).
         embeddings: ``(n, hidden)`` embeddings (zero rows for infeasible candidates), or None.
+        details: The gate's detail for each candidate ("" when feasible).
     """
 
     feasible: list[bool]
@@ -134,13 +135,23 @@ class CandidateEvaluation:
     groups: list[list[int]]
     nll: list[float | None]
     embeddings: torch.Tensor | None
+    details: list[str] = field(default_factory=list)
 
 
 class GroupReward:
-    """Shared machinery: gate every candidate, score the feasible ones under pi_0 in one pass."""
+    """Shared machinery: gate every candidate, score the feasible ones under pi_0 in one pass.
+
+    Each call reports every candidate's gate verdict through TRL's ``log_extra``, in the columns
+    ``<reward name>_gate_reason`` and ``<reward name>_gate_detail`` (:class:`PatchReward`: ``gate_reason`` and
+    ``gate_detail``; ``"pass"`` for a feasible candidate). With ``log_completions=True`` in the GRPO config they
+    appear in TRL's console table of completions and in its ``completions/*.parquet`` files: what the gate
+    rejected during training, and why.
+    """
 
     reward_name = "group_reward"
     needs_scores = True
+    gate_column_prefix: str | None = None
+    """Prefix of the logged gate columns; None for ``"<reward name>_"``."""
 
     def __init__(
         self,
@@ -193,12 +204,13 @@ class GroupReward:
         ]
         feasible = [v.passed for v in verdicts]
         reasons = [v.reason for v in verdicts]
+        details = [v.detail for v in verdicts]
         if self.judge is not None and any(feasible):
             idx = [i for i, ok in enumerate(feasible) if ok]
             passed = self.judge([question[i] for i in idx], [expert_answer[i] for i in idx], [texts[i] for i in idx])
             for i, ok in zip(idx, passed):
                 if not ok:
-                    feasible[i], reasons[i] = False, "judge_rejected"
+                    feasible[i], reasons[i], details[i] = False, "judge_rejected", "the judge did not accept the reasoning"
         groups = group_indices(patch_row_id)
         nll: list[float | None] = [None] * len(texts)
         embeddings = None
@@ -216,7 +228,7 @@ class GroupReward:
             for position, i in enumerate(idx):
                 nll[i] = scores.nll[position]
                 embeddings[i] = scores.embeddings[position]
-        return CandidateEvaluation(feasible, reasons, groups, nll, embeddings)
+        return CandidateEvaluation(feasible, reasons, groups, nll, embeddings, details)
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         missing = [c for c in REWARD_COLUMNS if c not in kwargs]
@@ -234,6 +246,11 @@ class GroupReward:
             with_scores=self.needs_scores,
             qa_context=kwargs.get(QA_CONTEXT_COLUMN),
         )
+        log_extra = kwargs.get("log_extra")
+        if log_extra is not None:
+            prefix = f"{self.__name__}_" if self.gate_column_prefix is None else self.gate_column_prefix
+            log_extra(f"{prefix}gate_reason", [reason or "pass" for reason in evaluation.reasons])
+            log_extra(f"{prefix}gate_detail", list(evaluation.details) or [""] * len(evaluation.reasons))
         return self.compute(evaluation, kwargs.get("log_metric"))
 
     def compute(self, evaluation: CandidateEvaluation, log_metric: Callable[[str, float], None] | None) -> list[float | None]:
@@ -325,6 +342,7 @@ class PatchReward(GroupReward):
     """
 
     reward_name = "patch_reward"
+    gate_column_prefix = ""
 
     def __init__(self, verifier: Any = None, *, lambda_dist: float = 0.35, lambda_div: float = 0.5, **kwargs: Any) -> None:
         super().__init__(verifier, **kwargs)

@@ -3,9 +3,11 @@
 Per example: build the rewriting prompt (question + expert answer + the instruction to re-derive
 it in the model's own words), generate candidates, gate them with the task-consistency verifier,
 keep the feasible candidate with the lowest NLL under pi_0 given QA(q), or fall back to the expert
-answer. Provenance goes into four columns that the rest of the project reads:
+answer. Provenance goes into four columns that the rest of the project reads (and, with
+``keep_rejected``, a fifth, ``patch_rejected``: the rejected candidates with the gate's reason and detail):
 
-* ``patch_source``: ``"rewrite"`` or ``"fallback"``;
+* ``patch_source``: ``"rewrite"``, ``"copy"`` (the accepted candidate is the expert answer itself once GSM8K
+  annotations are removed: feasible, but no rewrite) or ``"fallback"``;
 * ``patch_reason``: empty for a rewrite, else why the gate (or the input) refused; ``too_long`` when a rewrite
   cannot fit in the model's context or its token limit (:mod:`hf_patchdist.rewriter.limits`);
 * ``patch_nll_original``: pi_0 NLL of the expert answer (NaN for a row without a usable question or answer:
@@ -34,11 +36,12 @@ from ..generation.base import GeneratedText, GenerationBackend, GenerationSettin
 from ..generation.transformers_backend import TransformersBackend
 from ..models import base_model_record, load_model_and_tokenizer, model_context_length
 from ..scoring import QAScorer, qa_prompt_of
-from ..verifiers import Verifier, check_verifier_trust, get_verifier
+from ..verifiers import Verifier, check_verifier_trust, get_verifier, is_reference_copy
 from .cache import PatchResult, patch_with_cache
 from .limits import TOO_LONG, limit_was_too_short, plan_token_limits
 from .config import (
     ADAPTER_WEIGHTS_NAME,
+    REJECTED_COLUMN,
     RewriterConfig,
     build_prompt_messages,
     check_adapter_folder,
@@ -212,6 +215,16 @@ class Rewriter:
         if self._tokenizer.pad_token is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token
 
+    def _place_for_rank(self, rank: int | None) -> None:
+        """Worker ``rank`` of a ``num_proc`` map loads onto GPU ``rank % count`` when several are visible."""
+        if rank is None or self._model is not None or self.device not in (None, "cuda"):
+            return
+        import torch
+
+        count = torch.cuda.device_count()
+        if count > 1:
+            self.device = f"cuda:{rank % count}"
+
     @property
     def model(self) -> Any:
         """The model (the adapter, when there is one, is enabled for generation, disabled for scoring)."""
@@ -319,10 +332,18 @@ class Rewriter:
         )
 
     def __call__(self, examples: Mapping[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Rewrite a batch (``map(batched=True)``) or a single example (``map()``)."""
+        """Rewrite a batch (``map(batched=True)``) or a single example (``map()``).
+
+        With ``map(..., with_rank=True)`` (which :meth:`rewrite` sets for ``num_proc``) the last
+        positional argument is the worker's rank: worker k loads the model onto GPU ``k % count`` when
+        several are visible and no device was chosen. An unbatched map needs ``with_indices=True``
+        too, since a lone index could not be told from a rank.
+        """
         spec = self.detect(list(examples.keys()))
         target = examples[spec.answer_column]
         batched = _is_batched(target, spec)
+        if args and (batched or len(args) > 1) and (args[-1] is None or isinstance(args[-1], int)):
+            self._place_for_rank(args[-1])
         if batched:
             rows = [{key: examples[key][i] for key in examples} for i in range(len(target))]
         else:
@@ -380,12 +401,17 @@ class Rewriter:
 
         instruction = self.rewriting_instruction()
         feasible: dict[int, list[str]] = {}
+        rejected: dict[int, list[dict[str, str]]] = {}
         for i in todo:
             results = [
                 self.verifier(
                     c.text, examples[i].answer, question=examples[i].question, truncated=c.truncated, instruction=instruction
                 )
                 for c in candidates[i]
+            ]
+            # The generated text as it was (a result's text may be trimmed), with the verdict.
+            rejected[i] = [
+                {"text": c.text, "reason": r.reason, "detail": r.detail} for c, r in zip(candidates[i], results) if not r.passed
             ]
             passed = [r.text for r in results if r.passed]
             if passed:
@@ -422,17 +448,42 @@ class Rewriter:
             if i in feasible:
                 best = min(range(len(feasible[i])), key=lambda k: nll_of[(i, k)])
                 out.update(write_answer(row, spec, feasible[i][best]))
-                out.update(patch_source="rewrite", patch_reason="", patch_nll_original=original_nll, patch_nll_kept=nll_of[(i, best)])
+                source = "copy" if is_reference_copy(feasible[i][best], examples[i].answer) else "rewrite"
+                out.update(patch_source=source, patch_reason="", patch_nll_original=original_nll, patch_nll_kept=nll_of[(i, best)])
             else:
                 out.update(patch_source="fallback", patch_reason=reasons[i] or "no_feasible_candidate", patch_nll_original=original_nll, patch_nll_kept=original_nll)
+            if self.config.keep_rejected:
+                # Always a list of the same struct (an empty list for a row without rejections), so that map
+                # writes one column type across batches.
+                out[REJECTED_COLUMN] = rejected.get(i, [])
             outputs.append(out)
         return outputs
 
+    def output_features(self, dataset: Any) -> Any:
+        """The ``datasets.Features`` of ``dataset`` patched by this rewriter: its own, plus the provenance columns.
+
+        Pass them to ``dataset.map(rewriter, features=...)`` with ``keep_rejected``: a map batch in which no
+        candidate was rejected holds only empty lists, whose type datasets cannot infer, and a later batch
+        would then fail to write. :meth:`rewrite` and :meth:`patch_dataset` pass them.
+        """
+        from datasets import Features, List, Value
+
+        columns = {**dataset.features, "patch_source": Value("string"), "patch_reason": Value("string")}
+        columns.update(patch_nll_original=Value("float64"), patch_nll_kept=Value("float64"))
+        if self.config.keep_rejected:
+            columns[REJECTED_COLUMN] = List({"text": Value("string"), "reason": Value("string"), "detail": Value("string")})
+        return Features(columns)
+
     def rewrite(self, dataset: Any, **map_kwargs: Any) -> Any:
-        """``dataset.map(self, batched=True)`` with this rewriter's batch size and a progress description."""
+        """``dataset.map(self, batched=True)`` with this rewriter's batch size, a progress description and, with
+        ``keep_rejected``, the output column types (:meth:`output_features`)."""
+        if self.config.keep_rejected and getattr(dataset, "features", None) is not None:
+            map_kwargs.setdefault("features", self.output_features(dataset))
         map_kwargs.setdefault("batched", True)
         map_kwargs.setdefault("batch_size", max(self.batch_size, 1))
         map_kwargs.setdefault("desc", "Rewriting")
+        if (map_kwargs.get("num_proc") or 1) > 1:
+            map_kwargs.setdefault("with_rank", True)  # worker k on GPU k (see __call__)
         return dataset.map(self, **map_kwargs)
 
     def patch_dataset(
@@ -442,6 +493,7 @@ class Rewriter:
         cache_dir: str | os.PathLike | None = None,
         use_cache: bool = True,
         desc: str = "Patching the training set",
+        distributed: bool = False,
     ) -> PatchResult:
         """Patch a whole data set once: the patched set with its statistics, from the on-disk cache when possible.
 
@@ -453,6 +505,9 @@ class Rewriter:
             cache_dir: Cache folder (default ``<datasets cache>/hf_patchdist``).
             use_cache: Read and write the cache; False always generates and stores nothing.
             desc: Progress bar description.
+            distributed: Under ``accelerate launch``/torchrun, split the rows over the processes and give
+                every process the whole patched set (:mod:`~hf_patchdist.rewriter.sharding`); every process
+                must then make this call. One process: no difference.
 
         Returns:
             A :class:`~hf_patchdist.rewriter.cache.PatchResult` (``dataset``, ``statistics``, ``from_cache``...).
@@ -463,6 +518,10 @@ class Rewriter:
             print(result.statistics.summary())
             ```
         """
+        if distributed:
+            from .sharding import patch_sharded
+
+            return patch_sharded(dataset, self, cache_dir=cache_dir, use_cache=use_cache, desc=desc)
         return patch_with_cache(dataset, self, cache_dir=cache_dir, use_cache=use_cache, desc=desc)
 
     # ------------------------------------------------------------------ identity, save and load
@@ -485,7 +544,8 @@ class Rewriter:
         if self._model_source is None and self._model is not None:
             digest.update(_weights_sha256(self._model, skip_adapter=self.adapter_path is not None).encode())
         if self._backend is not None and not isinstance(self._backend, TransformersBackend):
-            digest.update(type(self._backend).__qualname__.encode())
+            identity = getattr(self._backend, "fingerprint", None)  # vLLM: its model, adapter hash, settings
+            digest.update((identity() if callable(identity) else type(self._backend).__qualname__).encode())
         return digest.hexdigest()[:16]
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:

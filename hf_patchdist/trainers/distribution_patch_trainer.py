@@ -8,12 +8,11 @@ Everything else, the training loop, losses, PEFT, logging and saving, is TRL's.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import warnings
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,7 @@ from trl import SFTTrainer
 from ..formats import DatasetFormat, FormatSpec, detect_dataset_format, to_prompt_completion
 from ..models import EMBEDDED_MODELS, patchdist_cache_dir, resolve_model_path
 from ..hub.ids import base_model_text, hub_link, is_hub_repo_id
-from ..rewriter import PATCH_COLUMNS, PatchResult, Rewriter
+from ..rewriter import PATCH_COLUMNS, REJECTED_COLUMN, PatchResult, Rewriter
 from ..rewriter.config import PAPER_ID, PAPER_TITLE
 from ..patch_statistics import NO_TARGET_REASONS
 from ..scoring import eval_mode
@@ -50,7 +49,9 @@ class DistributionPatchTrainer(SFTTrainer):
 
     At construction, `train_dataset` is patched once with Generate-Verify-Fallback: for every example the rewriter
     generates candidates, keeps the feasible one (same final answer, valid reasoning) with the lowest NLL under the
-    base model pi_0, or falls back to the expert answer. The patched set is cached on disk (see
+    base model pi_0, or falls back to the expert answer. Under `accelerate launch` or torchrun the rows are split
+    over the processes, each rewrites its share, and every process trains on the whole patched set (see
+    `hf_patchdist.rewriter.sharding`). The patched set is cached on disk (see
     [`DistributionPatchConfig`]), so a second construction with the same data set, rewriter and options, also in a new
     process, reads it instead of generating. `eval_dataset` is never rewritten. After that the trainer is
     `SFTTrainer`: same arguments, same training.
@@ -153,8 +154,12 @@ class DistributionPatchTrainer(SFTTrainer):
             resolved = _resolve_rewriter(rewriter, model, processing_class, options, args)
             if rewriter is not None:
                 _warn_if_other_backbone(resolved, model)
-            with _main_process_first(args), eval_mode(model):
-                result = resolved.patch_dataset(train_dataset, cache_dir=options.cache_dir, use_cache=options.use_cache)
+            with eval_mode(model):
+                # Under accelerate launch / torchrun each process rewrites its share of the rows and all get
+                # the whole patched set (no process idles at a barrier while another generates).
+                result = resolved.patch_dataset(
+                    train_dataset, cache_dir=options.cache_dir, use_cache=options.use_cache, distributed=True
+                )
             # Training must not keep the rewriter's own copy of a model loaded by name in memory.
             resolved = _released(resolved)
 
@@ -257,7 +262,8 @@ class DistributionPatchTrainer(SFTTrainer):
             fingerprint = self.patch_result.rewriter_fingerprint or self.rewriter.fingerprint()
             lines.append(f"- Rewriter fingerprint: `{fingerprint}`")
         lines += [
-            f"- Rewritten: {stats.rewritten} of {stats.rows} examples ({stats.acceptance_rate:.1%})",
+            f"- Rewritten: {stats.rewritten} of {stats.rows} examples ({stats.acceptance_rate:.1%}); "
+            f"copies of the expert answer: {stats.copied}",
             "",
             stats.to_markdown(),
             "",
@@ -406,17 +412,6 @@ def _warn_if_other_backbone(rewriter: Rewriter, model: Any) -> None:
     )
 
 
-@contextlib.contextmanager
-def _main_process_first(args: Any) -> Iterator[None]:
-    """Patch on the main process first; the others then read its result from the cache instead of generating."""
-    context = getattr(args, "main_process_first", None)
-    if context is None:
-        yield
-        return
-    with context(local=False, desc="hf-patchdist: patching the training set"):
-        yield
-
-
 def _to_prompt_completion_row(row: dict[str, Any], spec: FormatSpec) -> dict[str, Any]:
     return to_prompt_completion(row, spec)
 
@@ -455,7 +450,7 @@ def _trainable_rows(result: PatchResult) -> Dataset:
 
 def _training_view(patched: Dataset, spec: FormatSpec, formatting_func: Callable | None) -> Dataset:
     """What SFTTrainer gets: no provenance columns; plain question/answer rows as conversational prompt-completion."""
-    dataset = patched.remove_columns([c for c in PATCH_COLUMNS if c in patched.column_names])
+    dataset = patched.remove_columns([c for c in (*PATCH_COLUMNS, REJECTED_COLUMN) if c in patched.column_names])
     if spec.format == DatasetFormat.PLAIN and formatting_func is None:
         dataset = _plain_to_prompt_completion(dataset, spec, "train")
     return dataset

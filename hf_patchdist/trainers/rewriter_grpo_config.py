@@ -40,7 +40,7 @@ class RewriterGRPOConfig(GRPOConfig):
             Weight of the QA-style alignment reward r_dist in ``r_task * (1 + lambda_dist * r_dist + lambda_div * r_div)``.
         lambda_div (`float`, defaults to `0.5`):
             Weight of the diversity reward r_div.
-        verifier (`dict`, `str` or `None`, defaults to `{"name": "math", "strict": True, "max_reference_copy": 0.9}`):
+        verifier (`dict`, `str` or `None`, defaults to `{"name": "math", "strict": True, "max_reference_copy": 0.7, "min_step_ratio": 0.6}`):
             The task-consistency gate, anything :func:`~hf_patchdist.verifiers.get_verifier` accepts: a
             ``Verifier.to_dict()`` dict, a verifier name (``"math"``, ``"choice"``, ``"exact"``, ``"regex"``) or
             ``None`` (a plain ``MathVerifier()``); from Python a :class:`~hf_patchdist.verifiers.Verifier` instance

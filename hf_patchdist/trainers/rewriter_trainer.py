@@ -72,6 +72,52 @@ def _render(tokenizer: Any, messages: list[dict[str, Any]]) -> str:
     return "\n\n".join(m["content"] for m in messages) + "\n\n"
 
 
+def check_parameter_sharding(args: Any, accelerator_state: Any = None) -> None:
+    """Refuse DeepSpeed ZeRO-3 and FSDP, which shard the backbone's parameters over the processes.
+
+    Reward scoring runs pi_0 forwards only for the feasible candidates of each process, so processes run
+    different numbers of forwards, and the collective parameter gathers of ZeRO-3 and FSDP would wait
+    forever; under FSDP the scorer bound to the unwrapped model would also see sharded parameters, and
+    :meth:`RewriterTrainer.save_rewriter` saves the main process's unwrapped model, which holds no
+    weights under ZeRO-3. DDP and ZeRO-1/2 keep whole parameters on every process.
+
+    Args:
+        args: The training arguments (``deepspeed_plugin``, ``fsdp_plugin_args``), before the trainer is built.
+        accelerator_state: ``accelerator.state`` once built (``deepspeed_plugin``, ``fsdp_plugin``).
+    """
+    deepspeed = getattr(accelerator_state, "deepspeed_plugin", None) or getattr(args, "deepspeed_plugin", None)
+    found = None
+    if getattr(deepspeed, "zero_stage", None) == 3:
+        found = "DeepSpeed ZeRO-3"
+    elif (
+        getattr(accelerator_state, "fsdp_plugin", None) is not None
+        or getattr(args, "fsdp_plugin_args", None)
+        or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")
+    ):
+        found = "FSDP"
+    if found is not None:
+        raise ValueError(
+            f"RewriterTrainer does not support {found}: it shards the backbone's parameters, and the pi_0 reward "
+            "scoring runs forwards only for each process's feasible candidates, so the processes would run different "
+            "numbers of forwards and the parameter gathers would hang (and the saved adapter would be empty). "
+            "Run it with DDP (`accelerate launch --multi_gpu`, torchrun) or DeepSpeed ZeRO-1/ZeRO-2, which keep "
+            "whole parameters on every process; the trained part is a LoRA on a frozen backbone, so the optimizer "
+            "state that ZeRO-1/2 shards is already small."
+        )
+
+
+def _keep_reference_at_pi0(model: Any) -> None:
+    """Remove the frozen copy of a given adapter that TRL makes its KL reference (beta > 0).
+
+    TRL anchors the KL of a passed ``PeftModel`` to a copy of its adapter (``"ref"``); the design anchors it
+    to pi_0, the backbone with the adapter off, which the rewards score under too. Without a ``"ref"``
+    adapter TRL computes the reference log-probabilities with the adapters disabled.
+    """
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+        model.set_adapter("default")
+
+
 class RewriterTrainer(GRPOTrainer):
     """GRPO trainer of the rewriting agent: a LoRA "patch" on a frozen instruct backbone.
 
@@ -92,7 +138,9 @@ class RewriterTrainer(GRPOTrainer):
             usable question/answer, and rows whose rewriting prompt plus ``max_completion_length`` does not fit
             the model's context (``too_long``), are left out, with a warning counting them by reason.
         reward_funcs: Reward callables; default ``[PatchReward(...)]`` from the config's weights and gate.
-        peft_config: A ``peft.LoraConfig``; default one from the config's ``lora_*`` fields.
+        peft_config: A ``peft.LoraConfig``; default one from the config's ``lora_*`` fields, unless ``model``
+            is a ``PeftModel`` (a warm-started adapter, loaded with ``is_trainable=True``): that adapter is
+            trained, and the KL reference stays pi_0 (adapter off), not a copy of the warm start.
         processing_class: Tokenizer (loaded with the model by default).
         **kwargs: Passed to ``trl.GRPOTrainer``.
 
@@ -126,6 +174,7 @@ class RewriterTrainer(GRPOTrainer):
         if not isinstance(args, RewriterGRPOConfig):
             raise TypeError(f"args must be a RewriterGRPOConfig, got {type(args).__name__}")
         check_group_placement(args)
+        check_parameter_sharding(args)
         if train_dataset is None:
             raise ValueError("RewriterTrainer needs a train_dataset of questions with expert answers.")
 
@@ -141,7 +190,14 @@ class RewriterTrainer(GRPOTrainer):
         if processing_class.pad_token is None:
             processing_class.pad_token = processing_class.eos_token
 
-        if peft_config is None:
+        # A PeftModel (a warm-started adapter) is trained as it is: TRL refuses a second adapter config for it.
+        given_peft_model = bool(getattr(model, "peft_config", None))
+        if given_peft_model and not any(p.requires_grad for p in model.parameters()):
+            raise ValueError(
+                "The PeftModel passed as model has no trainable parameter: load its adapter with "
+                "PeftModel.from_pretrained(base_model, folder, is_trainable=True)."
+            )
+        if peft_config is None and not given_peft_model:
             from peft import LoraConfig
 
             peft_config = LoraConfig(
@@ -185,7 +241,10 @@ class RewriterTrainer(GRPOTrainer):
             )
         finally:
             args.model_init_kwargs = given_init_kwargs
+        if given_peft_model:
+            _keep_reference_at_pi0(self.accelerator.unwrap_model(self.model))
 
+        check_parameter_sharding(args, self.accelerator.state)  # a plugin accelerate built from its own config
         # pi_0 is the trained backbone with the adapter disabled, unless a separate scorer is named.
         scorer = None
         if args.scorer_model is not None:

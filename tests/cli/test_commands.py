@@ -29,6 +29,21 @@ def test_rewrite_saves_the_patched_set_and_prints_a_summary(tiny_model_dir, gsm8
         main(["rewrite", "--dataset", str(gsm8k_jsonl), "--model", tiny_model_dir, "--output", str(out)])
 
 
+def test_rewrite_can_save_the_rejected_candidates(tiny_model_dir, gsm8k_jsonl, tmp_path, capsys):
+    from datasets import load_from_disk
+
+    out = tmp_path / "patched"
+    argv = ["rewrite", "--dataset", str(gsm8k_jsonl), "--model", tiny_model_dir, "--output", str(out), "--max-new-tokens", "8"]
+    assert main([*argv, "--dtype", "float32", "--save-rejected", "--rewrite-batch-size", "2"]) == 0
+    assert "patch_rejected" in capsys.readouterr().out
+    patched = load_from_disk(str(out))
+    assert patched.column_names[-1] == "patch_rejected"
+    # The tiny random model writes nothing the gate accepts: every row lists its one candidate.
+    for source, reason, rejected in zip(patched["patch_source"], patched["patch_reason"], patched["patch_rejected"]):
+        assert source == "fallback" and len(rejected) == 1
+        assert rejected[0]["reason"] == reason and set(rejected[0]) == {"text", "reason", "detail"}
+
+
 def test_rewrite_defaults_to_the_builtin_set(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["rewrite", "--model", tiny_model_dir, "--limit", "3", "--output", str(out), "--max-new-tokens", "4"]) == 0

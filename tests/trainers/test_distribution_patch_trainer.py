@@ -531,6 +531,42 @@ def test_cli_sft_patches_trains_and_saves(tiny_model_dir, tmp_path, monkeypatch,
         main(argv)
 
 
+# ---------------------------------------------------------------------- several processes
+@pytest.mark.slow  # about 60 s on 2 CPUs (two runs, one of them on two processes); `.ci/run` runs it
+def test_stage_ii_on_two_processes_generates_each_row_once_and_matches_one_process(tiny_model_dir, tmp_path):
+    """accelerate launch, 2 CPU processes (gloo): every row generated once, the same patched set everywhere,
+    equal to the one-process result (greedy, float32), the cache written once and then read by every process."""
+    script = REPO / "tests" / "scripts" / "stage_ii_under_accelerate.py"
+    accelerate = Path(sys.executable).parent / "accelerate"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(REPO)}
+    launch = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"]
+    runs = {}
+    for name, command in (("one", [sys.executable]), ("two", launch)):
+        folder = tmp_path / name
+        folder.mkdir()
+        done = subprocess.run([*command, str(script), tiny_model_dir, str(folder)], env={**env, "HF_DATASETS_CACHE": str(folder / "ds")},
+                              capture_output=True, text=True, cwd=REPO, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name] = [json.loads(p.read_text()) for p in sorted(folder.glob("rank-*.json"))]
+    (one,), (rank0, rank1) = runs["one"], runs["two"]
+    assert (one["processes"], rank0["processes"], rank1["processes"]) == (1, 2, 2)
+
+    def generated(run):
+        return [(row["prompt"], row["texts"]) for call in run["generated"] for row in call]
+
+    # 7 rows in batches of 2: rank 0 generates batches 1-2 (4 rows), rank 1 batches 3-4 (3 rows); nobody twice.
+    assert [len(call) for call in rank0["generated"]] == [2, 2] and [len(call) for call in rank1["generated"]] == [2, 1]
+    assert sorted(generated(rank0) + generated(rank1)) == sorted(generated(one)), "greedy texts as on one process"
+    assert len({prompt for prompt, _ in generated(one)}) == 7
+    assert rank0["patched"] == rank1["patched"] == one["patched"]
+    assert all(row["patch_rejected"] for row in one["patched"]), "the rejected candidates are gathered too"
+    assert rank0["trained_on"] == rank1["trained_on"] == one["trained_on"]
+    assert rank0["key"] == rank1["key"] == one["key"]
+    assert [p.name for p in (tmp_path / "two" / "patch_cache").iterdir()] == [rank0["key"]], "one cache entry, complete"
+    assert all(run["second_from_cache"] and run["second_construction_calls"] == 0 for run in (rank0, rank1))
+
+
 def test_a_rewriter_folder_naming_a_callable_verifier_needs_the_configs_trust_remote_code(tiny_model, tiny_model_dir, probe_module, tmp_path):
     from hf_patchdist.rewriter import RewriterConfig
     from hf_patchdist.verifiers import UntrustedVerifierError
