@@ -19,6 +19,8 @@ without one only the second case applies.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from ..generation.base import GenerationSettings
 
@@ -64,3 +66,52 @@ def plan_token_limits(
 def limit_was_too_short(reason: str | None, expert_tokens: int, limit: int) -> bool:
     """Whether a row whose candidates failed for ``reason`` failed because its limit could not hold the answer."""
     return reason == "truncated" and expert_tokens >= limit
+
+
+@dataclass
+class RowLimits:
+    """The length plan of a batch of rows to generate (see :func:`plan_rows`).
+
+    Attributes:
+        limits: Each row's token limit, as generation applies it.
+        expert_tokens: Each row's expert answer length in tokens (as shown in the prompt).
+        too_long: Rows not to generate.
+        per_row: Whether ``limits`` go to the backend (else every row gets ``settings.max_new_tokens``).
+    """
+
+    limits: list[int]
+    expert_tokens: list[int]
+    too_long: list[bool]
+    per_row: bool
+
+    def backend_limits(self) -> dict[str, Any]:
+        """The ``max_new_tokens=`` keyword of the backend call for the rows that are generated (or none)."""
+        if not self.per_row:
+            return {}
+        return {"max_new_tokens": [limit for limit, long in zip(self.limits, self.too_long) if not long]}
+
+
+def plan_rows(
+    tokenizer: Any,
+    prompts: Sequence[str],
+    shown_references: Sequence[str],
+    settings: GenerationSettings,
+    context: int | None,
+    backend_takes_limits: bool,
+) -> RowLimits:
+    """:func:`plan_token_limits` for rendered prompts and expert answers, as the Rewriter generates them.
+
+    Per-row limits go to the backend when it takes them and either the settings scale them with the expert
+    answer or the context cuts one; otherwise every row gets ``settings.max_new_tokens``, and only
+    ``too_long`` rows are held back.
+    """
+    prompt_tokens = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]] if prompts else []
+    shown = list(shown_references)
+    expert_tokens = [len(ids) for ids in tokenizer(shown, add_special_tokens=False)["input_ids"]] if shown else []
+    limits, too_long = plan_token_limits(prompt_tokens, expert_tokens, settings, context)
+    per_row = backend_takes_limits and (
+        settings.length_multiple is not None or any(limit < settings.max_new_tokens for limit in limits)
+    )
+    if not per_row:
+        limits = [int(settings.max_new_tokens)] * len(limits)
+    return RowLimits(limits, expert_tokens, too_long, per_row)

@@ -38,7 +38,8 @@ from ..models import base_model_record, load_model_and_tokenizer, model_context_
 from ..scoring import QAScorer, qa_prompt_of
 from ..verifiers import Verifier, check_verifier_trust, get_verifier, is_reference_copy
 from .cache import PatchResult, patch_with_cache
-from .limits import TOO_LONG, limit_was_too_short, plan_token_limits
+from .fingerprint import file_sha256, weights_sha256
+from .limits import TOO_LONG, limit_was_too_short, plan_rows
 from .config import (
     ADAPTER_WEIGHTS_NAME,
     REJECTED_COLUMN,
@@ -51,36 +52,6 @@ from .config import (
 
 
 logger = logging.getLogger(__name__)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _weights_sha256(model: Any, skip_adapter: bool = False) -> str:
-    """sha256 over a loaded model's parameters and buffers: name, dtype, shape and raw bytes of each.
-
-    Names are taken as in the bare model (PEFT's ``base_model.model.`` prefix and ``.base_layer`` removed), so
-    that wrapping a model with an adapter does not change the hash of its base weights; ``skip_adapter`` leaves
-    the LoRA weights out (when they are hashed from the adapter file instead).
-    """
-    import torch
-
-    digest = hashlib.sha256()
-    named = {}
-    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:  # shared (tied) parameters once
-        if skip_adapter and "lora_" in name:
-            continue
-        named[name.removeprefix("base_model.model.").replace(".base_layer.", ".")] = tensor
-    for name, tensor in sorted(named.items()):
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-        data = tensor.detach().contiguous().cpu().reshape(-1)
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
-    return digest.hexdigest()
 
 
 class Rewriter:
@@ -197,12 +168,8 @@ class Rewriter:
     def _ensure_model(self) -> None:
         if self._model is None:
             self._model, self._tokenizer = load_model_and_tokenizer(
-                self._model_source,
-                dtype=self.dtype,
-                device=self.device,
-                revision=self.revision,
-                token=self.token,
-                **({"trust_remote_code": True} if self.trust_remote_code else {}),
+                self._model_source, dtype=self.dtype, device=self.device, revision=self.revision, token=self.token,
+                trust_remote_code=self.trust_remote_code,
             )
         if self.adapter_path is not None and not self._adapter_loaded:
             if not getattr(self._model, "peft_config", None):
@@ -315,11 +282,9 @@ class Rewriter:
         settings = settings or self.generation_settings
         if settings.length_multiple is None:
             return [settings.max_new_tokens] * len(examples)
-        return [settings.token_limit(count) for count in self._expert_token_counts(examples)]
-
-    def _expert_token_counts(self, examples: Sequence[QAExample]) -> list[int]:
         shown = [shown_reference(self.config, example) for example in examples]
-        return [len(ids) for ids in self.tokenizer(shown, add_special_tokens=False)["input_ids"]] if shown else []
+        counts = [len(ids) for ids in self.tokenizer(shown, add_special_tokens=False)["input_ids"]] if shown else []
+        return [settings.token_limit(count) for count in counts]
 
     def qa_prompt(self, example: QAExample) -> str:
         """QA(q): the question as a plain user turn after the row's context turns, rendered for pi_0 (as in GRPO)."""
@@ -373,22 +338,12 @@ class Rewriter:
             settings = self.generation_settings
             # Rows whose rewrite cannot fit in the model's context are "too_long" and not generated; the
             # others get a token limit that stays inside it (see hf_patchdist.rewriter.limits).
-            expert_tokens = self._expert_token_counts([examples[i] for i in todo])
-            prompt_tokens = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-            row_limits, too_long = plan_token_limits(prompt_tokens, expert_tokens, settings, model_context_length(self.model))
-            limits: dict[str, Any] = {}
-            if accepts_token_limits(self.backend) and (
-                settings.length_multiple is not None or any(limit < settings.max_new_tokens for limit in row_limits)
-            ):
-                limits["max_new_tokens"] = [limit for limit, long in zip(row_limits, too_long) if not long]
-            else:
-                row_limits = [settings.max_new_tokens] * len(todo)
-            limit_of, expert_tokens_of = dict(zip(todo, row_limits)), dict(zip(todo, expert_tokens))
-            for i, long in zip(todo, too_long):
-                if long:
-                    reasons[i] = TOO_LONG
-            prompts = [prompt for prompt, long in zip(prompts, too_long) if not long]
-            todo = [i for i, long in zip(todo, too_long) if not long]
+            shown = [shown_reference(self.config, examples[i]) for i in todo]
+            plan = plan_rows(self.tokenizer, prompts, shown, settings, model_context_length(self.model), accepts_token_limits(self.backend))
+            limit_of, expert_tokens_of, limits = dict(zip(todo, plan.limits)), dict(zip(todo, plan.expert_tokens)), plan.backend_limits()
+            for i in (row for row, long in zip(todo, plan.too_long) if long):
+                reasons[i] = TOO_LONG
+            prompts, todo = [p for p, long in zip(prompts, plan.too_long) if not long], [i for i, long in zip(todo, plan.too_long) if not long]
         if todo:
             generated = self.backend.generate(
                 prompts,
@@ -540,9 +495,9 @@ class Rewriter:
         digest.update(json.dumps([self.question_column, self.answer_column]).encode())
         if self.adapter_path is not None:
             weights = Path(self.adapter_path) / ADAPTER_WEIGHTS_NAME
-            digest.update(_file_sha256(weights).encode() if weights.is_file() else self.adapter_path.encode())
+            digest.update(file_sha256(weights).encode() if weights.is_file() else self.adapter_path.encode())
         if self._model_source is None and self._model is not None:
-            digest.update(_weights_sha256(self._model, skip_adapter=self.adapter_path is not None).encode())
+            digest.update(weights_sha256(self._model, skip_adapter=self.adapter_path is not None).encode())
         if self._backend is not None and not isinstance(self._backend, TransformersBackend):
             identity = getattr(self._backend, "fingerprint", None)  # vLLM: its model, adapter hash, settings
             digest.update((identity() if callable(identity) else type(self._backend).__qualname__).encode())
