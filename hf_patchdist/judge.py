@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .scoring import adapter_disabled
+from .scoring import adapter_disabled, eval_mode
 
 
 DEFAULT_JUDGE_TEMPLATE = (
@@ -88,7 +88,7 @@ class LLMJudge:
         self.tokenizer.padding_side = "left"
         result: list[float] = []
         try:
-            with adapter_disabled(self.model):
+            with eval_mode(self.model), adapter_disabled(self.model):
                 for start in range(0, len(prompts), self.batch_size):
                     batch = self.tokenizer(prompts[start : start + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
                     position_ids = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)

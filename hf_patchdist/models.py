@@ -226,6 +226,16 @@ def parse_dtype(dtype: str | torch.dtype | None, device: str | None = None) -> t
     return value
 
 
+def model_context_length(model: Any) -> int | None:
+    """The longest sequence (prompt and completion, in tokens) the model was built for, or None when unknown.
+
+    ``config.max_position_embeddings`` (also through a PEFT wrapper); positions beyond it are untrained
+    (or an error, for learned position embeddings).
+    """
+    value = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
 def _raise_unresolvable(name: str, error: Exception) -> None:
     raise OSError(
         f"Could not load the model {name!r}: it is not an embedded alias ({', '.join(EMBEDDED_MODELS)}), "
@@ -262,7 +272,9 @@ def load_model_and_tokenizer(
     Args:
         model_name_or_path: ``"smollm2-135m-instruct"`` (default), a local folder or a Hub id.
         dtype: ``"auto"``/None picks bfloat16 where the hardware supports it, else float32.
-        device: ``"cpu"``, ``"cuda"``...; None picks a GPU when one is visible.
+        device: ``"cpu"``, ``"cuda"``...; None picks a GPU when one is visible. It also decides the ``"auto"`` dtype.
+            With ``device_map`` in ``from_pretrained_kwargs`` the model is not moved: ``device_map`` places it
+            (``None``: where ``from_pretrained`` loads it, for a Trainer to move).
         revision: Hub revision.
         token: Hub token.
         **from_pretrained_kwargs: More arguments of the model's ``from_pretrained`` (``attn_implementation``,
@@ -286,6 +298,7 @@ def load_model_and_tokenizer(
         )
     except (OSError, ValueError) as error:
         _raise_unresolvable(name, error)
-    model.to(device)
+    if "device_map" not in from_pretrained_kwargs:
+        model.to(device)
     model.eval()
     return model, tokenizer

@@ -1,11 +1,14 @@
 """Patch statistics of a patched data set, defined once and used by the CLI, trainers and cards.
 
 * **target NLL**: mean ``patch_nll_kept`` over all rows (fallbacks included);
-* **accepted NLL**: mean ``patch_nll_kept`` over the rewritten rows only;
+* **accepted NLL**: mean ``patch_nll_kept`` over the rewritten rows only (copies of the expert answer,
+  ``patch_source == "copy"``, are counted apart and left out);
 * **original NLL**: mean ``patch_nll_original`` over all rows (the expert answers).
 
 Rows whose answer could not be scored (missing/invalid input) have no NLL and are left out of
-the means; they are still counted in ``rows`` and in the fallback reasons.
+the means; they are still counted in ``rows`` and in the fallback reasons. Rows without a question or
+an answer (:data:`NO_TARGET_REASONS`) have nothing to train on: ``DistributionPatchTrainer`` leaves them
+out of SFT, and ``dropped`` counts them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+NO_TARGET_REASONS = frozenset({"missing_question", "missing_answer", "empty_question", "empty_answer"})
+"""Fallback reasons of rows with no question or no answer (None or blank): SFT would train them on an empty
+target (or an answer to an empty prompt), so they are dropped from the training set."""
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -29,24 +37,30 @@ class PatchStatistics:
     Attributes:
         rows: Number of rows.
         rewritten: Rows whose target is a rewrite.
+        copied: Rows whose accepted candidate was the expert answer itself once GSM8K annotations are
+            removed (``patch_source == "copy"``): feasible, but no rewrite.
         fallback: Rows that kept the expert answer.
         fallback_reasons: Fallback count by reason.
-        acceptance_rate: ``rewritten / rows``.
+        acceptance_rate: ``rewritten / rows`` (copies not included).
         original_nll: Mean pi_0 NLL of the expert answers.
         target_nll: Mean pi_0 NLL of the kept targets over all rows.
         accepted_nll: Mean pi_0 NLL of the kept targets over rewritten rows (None if none).
         accepted_original_nll: Mean pi_0 NLL of the expert answers of the rewritten rows.
+        dropped: Rows with no question or no answer (a fallback reason in :data:`NO_TARGET_REASONS`), which
+            SFT leaves out; they are still counted in ``rows``, ``fallback`` and ``fallback_reasons``.
     """
 
     rows: int = 0
     rewritten: int = 0
     fallback: int = 0
+    copied: int = 0
     fallback_reasons: dict[str, int] = field(default_factory=dict)
     acceptance_rate: float = 0.0
     original_nll: float | None = None
     target_nll: float | None = None
     accepted_nll: float | None = None
     accepted_original_nll: float | None = None
+    dropped: int = 0
 
     @classmethod
     def from_columns(
@@ -58,17 +72,20 @@ class PatchStatistics:
     ) -> PatchStatistics:
         rows = len(sources)
         rewritten_idx = [i for i, s in enumerate(sources) if s == "rewrite"]
-        reasons_count = Counter(r for s, r in zip(sources, reasons) if s != "rewrite")
+        copied = sum(s == "copy" for s in sources)
+        reasons_count = Counter(r for s, r in zip(sources, reasons) if s not in ("rewrite", "copy"))
         return cls(
             rows=rows,
             rewritten=len(rewritten_idx),
-            fallback=rows - len(rewritten_idx),
+            copied=copied,
+            fallback=rows - len(rewritten_idx) - copied,
             fallback_reasons=dict(reasons_count.most_common()),
             acceptance_rate=len(rewritten_idx) / rows if rows else 0.0,
             original_nll=_mean(nll_original),
             target_nll=_mean(nll_kept),
             accepted_nll=_mean(nll_kept[i] for i in rewritten_idx),
             accepted_original_nll=_mean(nll_original[i] for i in rewritten_idx),
+            dropped=sum(count for reason, count in reasons_count.items() if reason in NO_TARGET_REASONS),
         )
 
     @classmethod
@@ -89,8 +106,10 @@ class PatchStatistics:
         metrics: dict[str, float] = {
             f"{prefix}rows": float(self.rows),
             f"{prefix}rewritten": float(self.rewritten),
+            f"{prefix}copied": float(self.copied),
             f"{prefix}fallback": float(self.fallback),
             f"{prefix}acceptance_rate": self.acceptance_rate,
+            f"{prefix}dropped": float(self.dropped),
         }
         for name in ("original_nll", "target_nll", "accepted_nll"):
             value = getattr(self, name)
@@ -111,8 +130,11 @@ class PatchStatistics:
             "|---|---|",
             f"| rows | {self.rows} |",
             f"| rewritten | {self.rewritten} ({self.acceptance_rate:.1%}) |",
+            f"| copy of the expert answer (annotations removed) | {self.copied} |",
             f"| fallback | {self.fallback} |",
         ]
+        if self.dropped:
+            lines.append(f"| dropped from SFT (no question or answer) | {self.dropped} |")
         lines += [f"| fallback: {reason} | {count} |" for reason, count in self.fallback_reasons.items()]
         lines += [
             f"| mean pi_0 NLL of the expert answers | {fmt(self.original_nll)} |",
@@ -129,8 +151,11 @@ class PatchStatistics:
             return "n/a" if value is None else f"{value:.4f}"
 
         reasons = ", ".join(f"{r}: {c}" for r, c in self.fallback_reasons.items()) or "none"
+        if self.dropped:
+            reasons += f" (dropped from SFT, no question or answer: {self.dropped})"
         return (
-            f"rows: {self.rows}  rewritten: {self.rewritten} ({self.acceptance_rate:.1%})  fallback: {self.fallback}\n"
+            f"rows: {self.rows}  rewritten: {self.rewritten} ({self.acceptance_rate:.1%})  copies: {self.copied}  "
+            f"fallback: {self.fallback}\n"
             f"fallback reasons: {reasons}\n"
             f"mean pi_0 NLL  expert answers: {fmt(self.original_nll)}  kept targets: {fmt(self.target_nll)}  "
             f"accepted rewrites: {fmt(self.accepted_nll)} (their expert answers: {fmt(self.accepted_original_nll)})"

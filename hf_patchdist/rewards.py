@@ -4,7 +4,10 @@ They follow TRL's reward-function contract ``(prompts, completions, **dataset_co
 list[float | None]`` and plug into ``trl.GRPOTrainer`` as they are. TRL 1.16 calls a reward once
 per local generation batch holding several groups (each prompt's K completions next to each
 other), passes the data set's columns except ``prompt``/``completion`` as keyword lists, and does
-not pass ``num_generations``. The rewards therefore find their groups from the ``patch_row_id``
+not pass ``num_generations``. QA(q) is the row's question after its context turns (system prompt, earlier
+turns), read from the optional ``qa_context`` column (the turns as a JSON list, which
+:class:`~hf_patchdist.trainers.RewriterTrainer` adds; without it the bare question) and built by
+:func:`~hf_patchdist.scoring.qa_prompt_of`, as in Stage II. The rewards find their groups from the ``patch_row_id``
 column (not from the prompt text: two identical rows are two groups) and compute normalisation and
 diversity inside each group, as the paper's formulas say:
 
@@ -25,18 +28,22 @@ which is the trainer's backbone with the adapter disabled unless a separate scor
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .scoring import QAScorer, render_qa_prompt
+from .formats import QAExample
+from .scoring import QAScorer, qa_prompt_of
 from .verifiers import GRPO_GATE, Verifier, get_verifier
 
 
 REWARD_COLUMNS = ("question", "expert_answer", "patch_row_id")
+QA_CONTEXT_COLUMN = "qa_context"
+"""Optional column: the turns before the question (system prompt, earlier turns) as a JSON list of messages."""
 EPS = 1e-6
 
 
@@ -47,6 +54,17 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, list):
         return "".join(str(m.get("content") or "") for m in completion if isinstance(m, dict))
     return str(completion)
+
+
+def qa_context_value(context: Sequence[Mapping[str, Any]]) -> str:
+    """A row's ``qa_context`` column: its context turns as JSON (Arrow keeps any message shape as a string)."""
+    return json.dumps([dict(m) for m in context])
+
+
+def _context_turns(value: Any) -> list[dict[str, Any]]:
+    if value is None or value == "":
+        return []
+    return list(json.loads(value) if isinstance(value, str) else value)
 
 
 def group_indices(row_ids: Sequence[Any]) -> list[list[int]]:
@@ -109,6 +127,7 @@ class CandidateEvaluation:
         groups: Candidate indices of each group (by ``patch_row_id``).
         nll: pi_0 NLL under QA(q) of each feasible candidate (None for infeasible ones).
         embeddings: ``(n, hidden)`` embeddings (zero rows for infeasible candidates), or None.
+        details: The gate's detail for each candidate ("" when feasible).
     """
 
     feasible: list[bool]
@@ -116,13 +135,23 @@ class CandidateEvaluation:
     groups: list[list[int]]
     nll: list[float | None]
     embeddings: torch.Tensor | None
+    details: list[str] = field(default_factory=list)
 
 
 class GroupReward:
-    """Shared machinery: gate every candidate, score the feasible ones under pi_0 in one pass."""
+    """Shared machinery: gate every candidate, score the feasible ones under pi_0 in one pass.
+
+    Each call reports every candidate's gate verdict through TRL's ``log_extra``, in the columns
+    ``<reward name>_gate_reason`` and ``<reward name>_gate_detail`` (:class:`PatchReward`: ``gate_reason`` and
+    ``gate_detail``; ``"pass"`` for a feasible candidate). With ``log_completions=True`` in the GRPO config they
+    appear in TRL's console table of completions and in its ``completions/*.parquet`` files: what the gate
+    rejected during training, and why.
+    """
 
     reward_name = "group_reward"
     needs_scores = True
+    gate_column_prefix: str | None = None
+    """Prefix of the logged gate columns; None for ``"<reward name>_"``."""
 
     def __init__(
         self,
@@ -165,6 +194,7 @@ class GroupReward:
         patch_row_id: Sequence[Any],
         completion_ids: Sequence[Sequence[int]] | None = None,
         with_scores: bool = True,
+        qa_context: Sequence[Any] | None = None,
     ) -> CandidateEvaluation:
         texts = [completion_text(c) for c in completions]
         truncated = self._truncated(completion_ids, len(texts))
@@ -174,12 +204,13 @@ class GroupReward:
         ]
         feasible = [v.passed for v in verdicts]
         reasons = [v.reason for v in verdicts]
+        details = [v.detail for v in verdicts]
         if self.judge is not None and any(feasible):
             idx = [i for i, ok in enumerate(feasible) if ok]
             passed = self.judge([question[i] for i in idx], [expert_answer[i] for i in idx], [texts[i] for i in idx])
             for i, ok in zip(idx, passed):
                 if not ok:
-                    feasible[i], reasons[i] = False, "judge_rejected"
+                    feasible[i], reasons[i], details[i] = False, "judge_rejected", "the judge did not accept the reasoning"
         groups = group_indices(patch_row_id)
         nll: list[float | None] = [None] * len(texts)
         embeddings = None
@@ -187,13 +218,17 @@ class GroupReward:
             if self.scorer is None:
                 raise RuntimeError(f"{self.__name__} needs a pi_0 scorer: pass scorer= or use it through RewriterTrainer.")
             idx = [i for i, ok in enumerate(feasible) if ok]
-            prompts = [render_qa_prompt(self.scorer.tokenizer, question[i], qa_template=self.qa_template) for i in idx]
+            contexts = qa_context if qa_context is not None else [None] * len(texts)
+            prompts = [
+                qa_prompt_of(self.scorer.tokenizer, QAExample(question[i], None, _context_turns(contexts[i])), self.qa_template)
+                for i in idx
+            ]
             scores = self.scorer.score(prompts, [texts[i] for i in idx])
             embeddings = torch.zeros(len(texts), scores.embeddings.shape[-1])
             for position, i in enumerate(idx):
                 nll[i] = scores.nll[position]
                 embeddings[i] = scores.embeddings[position]
-        return CandidateEvaluation(feasible, reasons, groups, nll, embeddings)
+        return CandidateEvaluation(feasible, reasons, groups, nll, embeddings, details)
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         missing = [c for c in REWARD_COLUMNS if c not in kwargs]
@@ -209,7 +244,13 @@ class GroupReward:
             patch_row_id=kwargs["patch_row_id"],
             completion_ids=kwargs.get("completion_ids"),
             with_scores=self.needs_scores,
+            qa_context=kwargs.get(QA_CONTEXT_COLUMN),
         )
+        log_extra = kwargs.get("log_extra")
+        if log_extra is not None:
+            prefix = f"{self.__name__}_" if self.gate_column_prefix is None else self.gate_column_prefix
+            log_extra(f"{prefix}gate_reason", [reason or "pass" for reason in evaluation.reasons])
+            log_extra(f"{prefix}gate_detail", list(evaluation.details) or [""] * len(evaluation.reasons))
         return self.compute(evaluation, kwargs.get("log_metric"))
 
     def compute(self, evaluation: CandidateEvaluation, log_metric: Callable[[str, float], None] | None) -> list[float | None]:
@@ -301,6 +342,7 @@ class PatchReward(GroupReward):
     """
 
     reward_name = "patch_reward"
+    gate_column_prefix = ""
 
     def __init__(self, verifier: Any = None, *, lambda_dist: float = 0.35, lambda_div: float = 0.5, **kwargs: Any) -> None:
         super().__init__(verifier, **kwargs)

@@ -4,7 +4,8 @@
 the model sees when a user simply asks), not the rewriting prompt. The NLL is length-normalised
 over the answer's tokens; the embedding is the mean of the last hidden state over the same tokens.
 When the model carries a PEFT adapter, scoring runs with the adapter disabled, so the policy and
-pi_0 share one backbone in memory.
+pi_0 share one backbone in memory; it always runs in eval mode (no dropout), whatever mode the
+caller left the model in, and leaves that mode as it was.
 
 :func:`forward_continuations` is the batched forward pass itself (context + continuation token ids
 in, the logits predicting the continuation out); :mod:`hf_patchdist.evaluation` uses it too.
@@ -20,7 +21,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .formats import QAExample
 from .generation.base import length_groups
+from .models import model_context_length
 
 
 @contextlib.contextmanager
@@ -32,6 +35,26 @@ def adapter_disabled(model: Any) -> Iterator[None]:
             yield
     else:
         yield
+
+
+@contextlib.contextmanager
+def eval_mode(model: Any) -> Iterator[None]:
+    """Dropout off inside the block; every submodule's own train/eval flag is restored after it.
+
+    pi_0 is a fixed distribution: during GRPO transformers puts the model in train mode before the
+    rewards run, and with dropout (the LoRA's, or the backbone's own) two scorings of one text would
+    differ. Restoring each module's flag, not calling ``model.train()``, keeps a part the caller froze
+    in eval mode frozen.
+    """
+    modules = list(model.modules()) if callable(getattr(model, "modules", None)) else []
+    modes = [(module, module.training) for module in modules]
+    if any(training for _, training in modes):
+        model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def render_qa_prompt(
@@ -51,6 +74,18 @@ def render_qa_prompt(
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return "\n".join(str(m.get("content", "")) for m in messages) + "\n"
+
+
+def qa_prompt_of(tokenizer: Any, example: QAExample, qa_template: str | None = None) -> str:
+    """QA(q) of one example, the context pi_0 scores every answer in: its question after its context turns.
+
+    The one place both stages build it: Stage I (the GRPO rewards, from the ``question`` and ``qa_context``
+    columns :class:`~hf_patchdist.trainers.RewriterTrainer` adds) and Stage II
+    (:meth:`~hf_patchdist.rewriter.Rewriter.qa_prompt`), so the rewriter is trained on the NLL that Stage II
+    selects by. The context is the row's system prompt and earlier turns (empty for plain text); a
+    ``qa_template`` has no place for them and uses the question alone, in both stages.
+    """
+    return render_qa_prompt(tokenizer, example.question or "", example.context, qa_template)
 
 
 def padding_token_id(tokenizer: Any) -> int:
@@ -174,7 +209,11 @@ class QAScorer:
         model: A causal LM (optionally a ``peft.PeftModel``; its adapter is disabled while scoring).
         tokenizer: Its tokenizer.
         batch_size: Answers per forward pass at most (pairs are grouped by length, so a pass may hold fewer).
-        max_answer_tokens: Answers are cut to this many tokens before scoring (None: no limit).
+        max_answer_tokens: Answers are cut to this many tokens before scoring (None: no limit of its own).
+        max_length: Prompt plus answer tokens scored at most: an answer that does not fit after its prompt is
+            scored over the tokens that fit (its first ones), and gets NLL ``nan`` when none fit. Default: the
+            model's context (:func:`~hf_patchdist.models.model_context_length`), where positions beyond it
+            are untrained; None there means no limit.
 
     Example:
         ```python
@@ -185,24 +224,36 @@ class QAScorer:
         ```
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 16, max_answer_tokens: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        batch_size: int = 16,
+        max_answer_tokens: int | None = None,
+        max_length: int | None = None,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_answer_tokens = max_answer_tokens
+        self.max_length = max_length if max_length is not None else model_context_length(model)
 
     def _encode(self, prompt: str, answer: str) -> tuple[list[int], list[int]]:
         prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         answer_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
         if self.max_answer_tokens is not None:
             answer_ids = answer_ids[: self.max_answer_tokens]
+        if self.max_length is not None:
+            answer_ids = answer_ids[: max(self.max_length - len(prompt_ids), 0)]
         return prompt_ids, answer_ids
 
     @torch.no_grad()
     def score(self, prompts: Sequence[str], answers: Sequence[str]) -> ScoreOutput:
         """NLL and embedding of each ``answers[i]`` as a continuation of ``prompts[i]``.
 
-        An empty answer gets NLL ``nan`` and a zero embedding.
+        An empty answer gets NLL ``nan`` and a zero embedding; so does one whose prompt leaves no room in
+        ``max_length``.
 
         Raises:
             ValueError: When the numbers of prompts and answers differ, or a prompt has no tokens.
@@ -210,23 +261,23 @@ class QAScorer:
         if len(prompts) != len(answers):
             raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
         pairs = [self._encode(p, a) for p, a in zip(prompts, answers)]
+        # Only pairs with answer tokens run: a prompt that fills max_length is never fed to the model.
+        scored = [i for i, (_, answer_ids) in enumerate(pairs) if answer_ids]
         # Pairs of similar length share a forward pass (at most batch_size of them): padding to the
         # longest pair of an unsorted batch cost a third of the scoring time on GSM8K rewrites.
-        groups = length_groups([len(c) + len(a) for c, a in pairs], max_rows=max(int(self.batch_size), 1))
+        groups = length_groups([len(pairs[i][0]) + len(pairs[i][1]) for i in scored], max_rows=max(int(self.batch_size), 1))
         nll = [float("nan")] * len(pairs)
         counts = [0] * len(pairs)
-        embeddings = None
-        with adapter_disabled(self.model):
+        embeddings = torch.zeros(len(pairs), int(getattr(self.model.config, "hidden_size", 0)), dtype=torch.float32)
+        with eval_mode(self.model), adapter_disabled(self.model):
             for group in groups:
-                b_nll, b_counts, b_emb = self._score_batch([pairs[i] for i in group])
-                if embeddings is None:
+                rows = [scored[g] for g in group]
+                b_nll, b_counts, b_emb = self._score_batch([pairs[i] for i in rows])
+                if embeddings.shape[-1] != b_emb.shape[-1]:
                     embeddings = torch.zeros(len(pairs), b_emb.shape[-1], dtype=torch.float32)
-                for row, index in enumerate(group):
+                for row, index in enumerate(rows):
                     nll[index], counts[index] = b_nll[row], b_counts[row]
-                embeddings[group] = b_emb
-        if embeddings is None:
-            hidden_size = int(getattr(self.model.config, "hidden_size", 0))
-            return ScoreOutput([], [], torch.zeros(0, hidden_size))
+                embeddings[rows] = b_emb
         return ScoreOutput(nll, counts, embeddings)
 
     def _score_batch(self, batch: list[tuple[list[int], list[int]]]) -> tuple[list[float], list[int], torch.Tensor]:

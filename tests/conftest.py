@@ -131,3 +131,22 @@ def tiny_model(tiny_model_dir):
     from hf_patchdist.models import load_model_and_tokenizer
 
     return load_model_and_tokenizer(tiny_model_dir, dtype="float32", device="cpu")
+
+
+@pytest.fixture
+def probe_module(tmp_path, monkeypatch):
+    """A throwaway module on ``sys.path`` that records its own import: ``probe.imported()`` tells whether any code
+    named ``probe.path`` (``"<module>:gate"``, a verifier function accepting everything) was imported."""
+    import sys
+    import uuid
+    from types import SimpleNamespace
+
+    name = f"hfpd_probe_{uuid.uuid4().hex[:10]}"
+    marker = tmp_path / f"{name}.imported"
+    (tmp_path / f"{name}.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('imported')\n\n\n"
+        "def gate(candidate, reference):\n    return True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield SimpleNamespace(name=name, path=f"{name}:gate", imported=lambda: name in sys.modules or marker.exists())
+    sys.modules.pop(name, None)

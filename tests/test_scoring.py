@@ -118,3 +118,25 @@ def test_scores_equal_a_per_row_computation(tiny_model):
         logits, hidden = _unbatched(model, context, continuation)
         assert out.nll[row] == pytest.approx(float(F.cross_entropy(logits, torch.tensor(continuation))), abs=1e-5)
         torch.testing.assert_close(out.embeddings[row], hidden.float().mean(0), atol=1e-5, rtol=1e-4)
+
+
+def test_scoring_runs_in_eval_mode_and_restores_each_modules_mode(tiny_model_dir):
+    """GRPO leaves the model in train mode before the rewards run: dropout must not make pi_0's NLL noisy."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attention_dropout=0.5, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompts = [render_qa_prompt(tokenizer, "What is 2+3?")] * 2
+    answers = ["2+3=5\n#### 5", "Five, since 2+3=5."]
+    model.eval()
+    expected = QAScorer(model, tokenizer).score(prompts, answers)
+    model.train()
+    with torch.no_grad():  # the model does have dropout: two train-mode forwards differ
+        ids = tokenizer(prompts[0] + answers[0], return_tensors="pt")
+        assert not torch.equal(model(**ids).logits, model(**ids).logits)
+    model.model.layers[0].eval()  # a part the caller keeps in eval mode stays so
+    first, second = (QAScorer(model, tokenizer).score(prompts, answers) for _ in range(2))
+    assert first.nll == second.nll == expected.nll
+    torch.testing.assert_close(first.embeddings, expected.embeddings, rtol=0, atol=0)
+    assert model.training and model.model.layers[1].training and not model.model.layers[0].training
+    assert not any(m.training for m in model.model.layers[0].modules())

@@ -34,6 +34,12 @@ def _add_rewriter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rewrite-batch-size", type=int, default=16, help="Examples per generation batch")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="Token limit per rewrite")
     parser.add_argument("--dtype", default="auto", help="'auto' (bfloat16 where supported), 'float32', 'bfloat16'")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="Let the rewriter's config import the callable verifier it names (and the model run its own code); "
+        "only for rewriters you trust",
+    )
 
 
 def make_rewriter(rewriter: str | None, model: str | None, *, max_new_tokens: int | None = None, **options: Any):
@@ -64,6 +70,7 @@ def build_rewriter(args: argparse.Namespace, model: str | None = None):
         question_column=args.question_column,
         answer_column=args.answer_column,
         dtype=args.dtype,
+        trust_remote_code=getattr(args, "trust_remote_code", False),
     )
 
 

@@ -17,6 +17,8 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
     output = _prepare_output(args.output, args.overwrite)
     dataset = load_any_dataset(args.dataset, split=args.split, config_name=args.dataset_config, limit=args.limit)
     rewriter = build_rewriter(args, args.model)
+    if args.save_rejected:
+        rewriter.config.keep_rejected = True
     rewriter.detect(dataset.column_names, sample=dataset[0] if len(dataset) else None)  # fail fast on bad columns
     print(f"Rewriting {len(dataset)} rows with {args.rewriter or args.model} ...", file=sys.stderr)
     patched = rewriter.rewrite(dataset, load_from_cache_file=False)
@@ -25,6 +27,8 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
     (output / "patch_statistics.json").write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
     print(stats.summary())
     print(f"Saved the patched data set to {output}")
+    if args.save_rejected:
+        print("The rejected candidates, with the gate's reason and detail, are in its column patch_rejected")
     if args.push_to_hub:
         from ..hub import push_patched_dataset
 
@@ -40,5 +44,10 @@ def _add_rewrite_parser(sub: argparse._SubParsersAction) -> None:
     rewrite.add_argument("--model", default=DEFAULT_MODEL, help=f"Base model for prompted rewriting (default {DEFAULT_MODEL})")
     rewrite.add_argument("--output", required=True, help="Folder for the patched data set (save_to_disk)")
     rewrite.add_argument("--overwrite", action="store_true", help="Replace --output if it exists")
+    rewrite.add_argument(
+        "--save-rejected",
+        action="store_true",
+        help="Keep each row's rejected candidates with the gate's reason and detail (column patch_rejected), to audit the gate",
+    )
     rewrite.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="Also push the patched data set with its card")
     rewrite.set_defaults(func=cmd_rewrite)

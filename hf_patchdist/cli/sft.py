@@ -103,6 +103,7 @@ def build_sft_trainer(script_args: SFTScriptArguments, training_args: Any, model
         model,
         max_new_tokens=script_args.rewriter_max_new_tokens,
         dtype=script_args.rewriter_dtype or model_args.dtype or "auto",
+        trust_remote_code=training_args.trust_remote_code,  # also lets --rewriter's config name a callable verifier
     )
     print(
         f"Patching {len(train_dataset)} rows with {script_args.rewriter or 'prompted rewriting on ' + model}, then SFT of {model} ...",

@@ -105,6 +105,14 @@ class GenerationBackend(abc.ABC):
         accepted by the Rewriter: see :func:`accepts_token_limits`).
         """
 
+    def fingerprint(self) -> str:
+        """What, besides the Rewriter's own config and model, decides this backend's outputs (for the patch cache).
+
+        The class name by default; a backend that loads its own weights (vLLM with an adapter) returns
+        their identity and its settings, so that two of them never share a cache entry.
+        """
+        return type(self).__qualname__
+
 
 def length_groups(
     lengths: Sequence[int], *, max_rows: int | None = None, max_padding: float = 0.1, max_tokens: int = 8192

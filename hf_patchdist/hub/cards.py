@@ -31,8 +31,9 @@ CARD_BEGIN = "<!-- hf-patchdist:begin -->"
 CARD_END = "<!-- hf-patchdist:end -->"
 
 PATCH_COLUMN_DESCRIPTIONS: dict[str, str] = {
-    "patch_source": '`"rewrite"` when the target was replaced by an accepted rewrite, `"fallback"` when the expert '
-    "answer was kept.",
+    "patch_source": '`"rewrite"` when the target was replaced by an accepted rewrite, `"copy"` when the accepted '
+    "candidate was the expert answer itself (GSM8K `<<...>>` annotations removed, nothing else changed), "
+    '`"fallback"` when the expert answer was kept.',
     "patch_reason": "Empty for a rewrite; otherwise why the task-consistency gate (or the input) refused, e.g. "
     "`wrong_final_answer`, `wrong_equation`, `no_reasoning`, `truncated`, `missing_answer`.",
     "patch_nll_original": "Mean per-token negative log-likelihood of the expert answer under the base model pi_0, "

@@ -8,7 +8,8 @@ pickling the model: slow, and not stable across processes. Here the key is expli
   hashes the Arrow table itself, so it is stable across processes; for sets read from files it follows the
   files), its number of rows, columns and features;
 * :meth:`Rewriter.fingerprint` (config, adapter weights hash, columns);
-* the patch options (candidates, batch size, columns) and the versions of this cache and of hf-patchdist.
+* the patch options (candidates, batch size, columns) and the versions of this cache, of the gate's verdicts
+  (:data:`~hf_patchdist.verifiers.GATE_VERSION`) and of hf-patchdist.
 
 The patched set (input format unchanged, plus the provenance columns) is saved with ``save_to_disk`` under
 ``<cache_dir>/<key>`` and read back with ``load_from_disk`` (memory-mapped, so a second construction costs the
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..patch_statistics import PatchStatistics
+from ..verifiers.presets import GATE_VERSION
 
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 # Bump when what a cached entry holds, or how the rewrites it stores are decided, changes: an old entry
 # under the same key would otherwise be reused silently.
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: the gate of issue 14 (GATE_VERSION 2), patch_source "copy", patch_rejected
 PATCH_INFO_NAME = "patch_info.json"
 
 
@@ -70,6 +72,8 @@ def patch_cache_key(dataset: Any, rewriter: Rewriter, rewriter_fingerprint: str 
     """
     record = {
         "cache_format": CACHE_FORMAT_VERSION,
+        # The verdicts of an unchanged gate configuration change with the gate's code: see GATE_VERSION.
+        "gate_version": GATE_VERSION,
         "hf_patchdist": _package_version(),
         "dataset": {
             "fingerprint": dataset._fingerprint,
@@ -127,6 +131,20 @@ def _load(path: Path) -> Any:
     return datasets.load_from_disk(str(path))
 
 
+def load_cached(path: Path) -> Any:
+    """The patched set stored under ``path``, or None when there is no complete entry (a broken one is removed)."""
+    if not (path / PATCH_INFO_NAME).is_file():
+        return None
+    try:
+        patched = _load(path)
+    except Exception as error:  # a half-deleted or foreign folder must not block training: patch again
+        logger.warning("The patch cache %s cannot be read (%s); patching again.", path, error)
+        shutil.rmtree(path, ignore_errors=True)
+        return None
+    logger.info("Loaded the patched training set from the cache %s", path)
+    return patched
+
+
 def patch_with_cache(
     dataset: Any,
     rewriter: Rewriter,
@@ -157,15 +175,9 @@ def patch_with_cache(
     key = patch_cache_key(dataset, rewriter, fingerprint)
     root = Path(cache_dir) if cache_dir is not None else default_patch_cache_dir()
     path = root / key
-    if use_cache and (path / PATCH_INFO_NAME).is_file():
-        try:
-            patched = _load(path)
-        except Exception as error:  # a half-deleted or foreign folder must not block training: patch again
-            logger.warning("The patch cache %s cannot be read (%s); patching again.", path, error)
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            logger.info("Loaded the patched training set from the cache %s", path)
-            return PatchResult.of(patched, key, path, True, fingerprint)
+    cached = load_cached(path) if use_cache else None
+    if cached is not None:
+        return PatchResult.of(cached, key, path, True, fingerprint)
 
     # The key is given to map as its fingerprint, so that datasets does not hash the rewriter (which would pickle
     # a loaded model) and does not write a second cache file next to the source data: we keep our own copy.
@@ -176,6 +188,16 @@ def patch_with_cache(
         return PatchResult.of(patched, key, rewriter_fingerprint=fingerprint)
 
     statistics = PatchStatistics.from_dataset(patched)
+    store_patched(patched, dataset, rewriter, key=key, fingerprint=fingerprint, path=path, statistics=statistics)
+    # Train on the cached copy, so that a first and a second run see the very same (file-backed) data set.
+    return PatchResult(_load(path), statistics, key, path, False, fingerprint)
+
+
+def store_patched(
+    patched: Any, dataset: Any, rewriter: Rewriter, *, key: str, fingerprint: str, path: Path, statistics: PatchStatistics
+) -> None:
+    """Write a patched set under ``path`` (a cache entry named by its key), atomically, with ``patch_info.json``."""
+    root = path.parent
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
@@ -204,5 +226,3 @@ def patch_with_cache(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("Stored the patched training set in the cache %s", path)
-    # Train on the cached copy, so that a first and a second run see the very same (file-backed) data set.
-    return PatchResult(_load(path), statistics, key, path, False, fingerprint)

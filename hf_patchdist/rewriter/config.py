@@ -34,6 +34,9 @@ REWRITER_FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 PATCH_COLUMNS = ("patch_source", "patch_reason", "patch_nll_original", "patch_nll_kept")
+REJECTED_COLUMN = "patch_rejected"
+"""Column of a row's rejected candidates when :attr:`RewriterConfig.keep_rejected` is set: a list of
+``{"text": str, "reason": str, "detail": str}``, empty when no candidate was rejected."""
 
 DEFAULT_PROMPT_TEMPLATE = (
     "Question:\n{question}\n\n"
@@ -65,6 +68,9 @@ class RewriterConfig:
         generation: Generation settings (``GenerationSettings`` as a dict).
         lambda_dist: Weight of the distributional-alignment reward (Stage I).
         lambda_div: Weight of the diversity reward (Stage I).
+        keep_rejected: Add the column ``patch_rejected`` (:data:`REJECTED_COLUMN`): each row's
+            candidates that the gate rejected, with its reason and detail, to audit the gate on your
+            data (``--save-rejected`` on the command line).
         has_adapter: Whether the folder holds a LoRA adapter.
         training_summary: Statistics of the GRPO run that trained the adapter, if any.
         format_version: Version of this schema.
@@ -82,6 +88,7 @@ class RewriterConfig:
     generation: dict[str, Any] = field(default_factory=lambda: GenerationSettings().to_dict())
     lambda_dist: float = 0.35
     lambda_div: float = 0.5
+    keep_rejected: bool = False
     has_adapter: bool = False
     training_summary: dict[str, Any] = field(default_factory=dict)
     format_version: int = REWRITER_FORMAT_VERSION

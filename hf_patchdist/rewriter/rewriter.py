@@ -3,10 +3,13 @@
 Per example: build the rewriting prompt (question + expert answer + the instruction to re-derive
 it in the model's own words), generate candidates, gate them with the task-consistency verifier,
 keep the feasible candidate with the lowest NLL under pi_0 given QA(q), or fall back to the expert
-answer. Provenance goes into four columns that the rest of the project reads:
+answer. Provenance goes into four columns that the rest of the project reads (and, with
+``keep_rejected``, a fifth, ``patch_rejected``: the rejected candidates with the gate's reason and detail):
 
-* ``patch_source``: ``"rewrite"`` or ``"fallback"``;
-* ``patch_reason``: empty for a rewrite, else why the gate (or the input) refused;
+* ``patch_source``: ``"rewrite"``, ``"copy"`` (the accepted candidate is the expert answer itself once GSM8K
+  annotations are removed: feasible, but no rewrite) or ``"fallback"``;
+* ``patch_reason``: empty for a rewrite, else why the gate (or the input) refused; ``too_long`` when a rewrite
+  cannot fit in the model's context or its token limit (:mod:`hf_patchdist.rewriter.limits`);
 * ``patch_nll_original``: pi_0 NLL of the expert answer (NaN for a row without a usable question or answer:
   never None, so that a ``map`` batch of such rows still writes a float column);
 * ``patch_nll_kept``: pi_0 NLL of the answer that was kept.
@@ -31,12 +34,15 @@ from typing import Any
 from ..formats import FormatSpec, QAExample, detect_format, read_example, write_answer
 from ..generation.base import GeneratedText, GenerationBackend, GenerationSettings, accepts_token_limits
 from ..generation.transformers_backend import TransformersBackend
-from ..models import base_model_record, load_model_and_tokenizer
-from ..scoring import QAScorer, render_qa_prompt
-from ..verifiers import Verifier, get_verifier
+from ..models import base_model_record, load_model_and_tokenizer, model_context_length
+from ..scoring import QAScorer, qa_prompt_of
+from ..verifiers import Verifier, check_verifier_trust, get_verifier, is_reference_copy
 from .cache import PatchResult, patch_with_cache
+from .fingerprint import file_sha256, weights_sha256
+from .limits import TOO_LONG, limit_was_too_short, plan_rows
 from .config import (
     ADAPTER_WEIGHTS_NAME,
+    REJECTED_COLUMN,
     RewriterConfig,
     build_prompt_messages,
     check_adapter_folder,
@@ -46,36 +52,6 @@ from .config import (
 
 
 logger = logging.getLogger(__name__)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _weights_sha256(model: Any, skip_adapter: bool = False) -> str:
-    """sha256 over a loaded model's parameters and buffers: name, dtype, shape and raw bytes of each.
-
-    Names are taken as in the bare model (PEFT's ``base_model.model.`` prefix and ``.base_layer`` removed), so
-    that wrapping a model with an adapter does not change the hash of its base weights; ``skip_adapter`` leaves
-    the LoRA weights out (when they are hashed from the adapter file instead).
-    """
-    import torch
-
-    digest = hashlib.sha256()
-    named = {}
-    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:  # shared (tied) parameters once
-        if skip_adapter and "lora_" in name:
-            continue
-        named[name.removeprefix("base_model.model.").replace(".base_layer.", ".")] = tensor
-    for name, tensor in sorted(named.items()):
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-        data = tensor.detach().contiguous().cpu().reshape(-1)
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
-    return digest.hexdigest()
 
 
 class Rewriter:
@@ -100,6 +76,11 @@ class Rewriter:
         dtype: ``"auto"`` (bfloat16 where supported), ``"float32"``...
         device: Device for the model; default a GPU when visible.
         show_progress: Progress bars on long work.
+        trust_remote_code: Allow code named by the config to run: a callable verifier given as
+            ``"module:qualname"`` (in ``config.verifier`` or a ``verifier`` dict), and a base model that
+            ships its own modelling code (passed to ``from_pretrained``). Without it such a verifier entry
+            raises :class:`~hf_patchdist.verifiers.UntrustedVerifierError` before anything is imported. A
+            function or :class:`~hf_patchdist.verifiers.Verifier` passed as ``verifier`` needs no opt-in.
 
     Example:
         ```python
@@ -131,6 +112,7 @@ class Rewriter:
         show_progress: bool = True,
         revision: str | None = None,
         token: str | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         config_given = config is not None
         config = RewriterConfig.from_dict(config.to_dict()) if config is not None else RewriterConfig()
@@ -151,11 +133,12 @@ class Rewriter:
             if not config_given:
                 name = getattr(getattr(model, "config", None), "_name_or_path", "") or config.base_model
                 config.base_model = str(name)
+        self.trust_remote_code = bool(trust_remote_code)
         if verifier is not None:
-            self._verifier = get_verifier(verifier)
+            self._verifier = get_verifier(verifier, trust_remote_code=self.trust_remote_code)
             config.verifier = self._verifier.to_dict()
         else:
-            self._verifier = get_verifier(config.verifier)
+            self._verifier = get_verifier(config.verifier, trust_remote_code=self.trust_remote_code)
         if num_candidates is not None:
             set_num_candidates(config, num_candidates)
         self.adapter_path = str(adapter) if adapter is not None else None
@@ -185,7 +168,8 @@ class Rewriter:
     def _ensure_model(self) -> None:
         if self._model is None:
             self._model, self._tokenizer = load_model_and_tokenizer(
-                self._model_source, dtype=self.dtype, device=self.device, revision=self.revision, token=self.token
+                self._model_source, dtype=self.dtype, device=self.device, revision=self.revision, token=self.token,
+                trust_remote_code=self.trust_remote_code,
             )
         if self.adapter_path is not None and not self._adapter_loaded:
             if not getattr(self._model, "peft_config", None):
@@ -197,6 +181,16 @@ class Rewriter:
             self._adapter_loaded = True
         if self._tokenizer.pad_token is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token
+
+    def _place_for_rank(self, rank: int | None) -> None:
+        """Worker ``rank`` of a ``num_proc`` map loads onto GPU ``rank % count`` when several are visible."""
+        if rank is None or self._model is not None or self.device not in (None, "cuda"):
+            return
+        import torch
+
+        count = torch.cuda.device_count()
+        if count > 1:
+            self.device = f"cuda:{rank % count}"
 
     @property
     def model(self) -> Any:
@@ -293,8 +287,8 @@ class Rewriter:
         return [settings.token_limit(count) for count in counts]
 
     def qa_prompt(self, example: QAExample) -> str:
-        """QA(q): the question as a plain user turn, rendered for pi_0."""
-        return render_qa_prompt(self.tokenizer, example.question or "", example.context, self.config.qa_template)
+        """QA(q): the question as a plain user turn after the row's context turns, rendered for pi_0 (as in GRPO)."""
+        return qa_prompt_of(self.tokenizer, example, self.config.qa_template)
 
     # ------------------------------------------------------------------ the map function
     def detect(self, columns: Sequence[str], sample: Mapping[str, Any] | None = None) -> FormatSpec:
@@ -303,10 +297,18 @@ class Rewriter:
         )
 
     def __call__(self, examples: Mapping[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Rewrite a batch (``map(batched=True)``) or a single example (``map()``)."""
+        """Rewrite a batch (``map(batched=True)``) or a single example (``map()``).
+
+        With ``map(..., with_rank=True)`` (which :meth:`rewrite` sets for ``num_proc``) the last
+        positional argument is the worker's rank: worker k loads the model onto GPU ``k % count`` when
+        several are visible and no device was chosen. An unbatched map needs ``with_indices=True``
+        too, since a lone index could not be told from a rank.
+        """
         spec = self.detect(list(examples.keys()))
         target = examples[spec.answer_column]
         batched = _is_batched(target, spec)
+        if args and (batched or len(args) > 1) and (args[-1] is None or isinstance(args[-1], int)):
+            self._place_for_rank(args[-1])
         if batched:
             rows = [{key: examples[key][i] for key in examples} for i in range(len(target))]
         else:
@@ -329,12 +331,20 @@ class Rewriter:
         todo = [i for i, r in enumerate(reasons) if r is None]
 
         candidates: dict[int, list[GeneratedText]] = {}
+        limit_of: dict[int, int] = {}
+        expert_tokens_of: dict[int, int] = {}
         if todo:
             prompts = [self.build_prompt(examples[i]) for i in todo]
             settings = self.generation_settings
-            limits: dict[str, Any] = {}
-            if settings.length_multiple is not None and accepts_token_limits(self.backend):
-                limits["max_new_tokens"] = self.token_limits([examples[i] for i in todo], settings)
+            # Rows whose rewrite cannot fit in the model's context are "too_long" and not generated; the
+            # others get a token limit that stays inside it (see hf_patchdist.rewriter.limits).
+            shown = [shown_reference(self.config, examples[i]) for i in todo]
+            plan = plan_rows(self.tokenizer, prompts, shown, settings, model_context_length(self.model), accepts_token_limits(self.backend))
+            limit_of, expert_tokens_of, limits = dict(zip(todo, plan.limits)), dict(zip(todo, plan.expert_tokens)), plan.backend_limits()
+            for i in (row for row, long in zip(todo, plan.too_long) if long):
+                reasons[i] = TOO_LONG
+            prompts, todo = [p for p, long in zip(prompts, plan.too_long) if not long], [i for i, long in zip(todo, plan.too_long) if not long]
+        if todo:
             generated = self.backend.generate(
                 prompts,
                 num_candidates=self.config.num_candidates,
@@ -346,6 +356,7 @@ class Rewriter:
 
         instruction = self.rewriting_instruction()
         feasible: dict[int, list[str]] = {}
+        rejected: dict[int, list[dict[str, str]]] = {}
         for i in todo:
             results = [
                 self.verifier(
@@ -353,11 +364,17 @@ class Rewriter:
                 )
                 for c in candidates[i]
             ]
+            # The generated text as it was (a result's text may be trimmed), with the verdict.
+            rejected[i] = [
+                {"text": c.text, "reason": r.reason, "detail": r.detail} for c, r in zip(candidates[i], results) if not r.passed
+            ]
             passed = [r.text for r in results if r.passed]
             if passed:
                 feasible[i] = passed
             else:
                 reasons[i] = Counter(r.reason for r in results).most_common(1)[0][0]
+                if limit_was_too_short(reasons[i], expert_tokens_of[i], limit_of[i]):
+                    reasons[i] = TOO_LONG
 
         # One batched pi_0 pass scores the expert answers and every feasible candidate.
         score_prompts: list[str] = []
@@ -386,17 +403,42 @@ class Rewriter:
             if i in feasible:
                 best = min(range(len(feasible[i])), key=lambda k: nll_of[(i, k)])
                 out.update(write_answer(row, spec, feasible[i][best]))
-                out.update(patch_source="rewrite", patch_reason="", patch_nll_original=original_nll, patch_nll_kept=nll_of[(i, best)])
+                source = "copy" if is_reference_copy(feasible[i][best], examples[i].answer) else "rewrite"
+                out.update(patch_source=source, patch_reason="", patch_nll_original=original_nll, patch_nll_kept=nll_of[(i, best)])
             else:
                 out.update(patch_source="fallback", patch_reason=reasons[i] or "no_feasible_candidate", patch_nll_original=original_nll, patch_nll_kept=original_nll)
+            if self.config.keep_rejected:
+                # Always a list of the same struct (an empty list for a row without rejections), so that map
+                # writes one column type across batches.
+                out[REJECTED_COLUMN] = rejected.get(i, [])
             outputs.append(out)
         return outputs
 
+    def output_features(self, dataset: Any) -> Any:
+        """The ``datasets.Features`` of ``dataset`` patched by this rewriter: its own, plus the provenance columns.
+
+        Pass them to ``dataset.map(rewriter, features=...)`` with ``keep_rejected``: a map batch in which no
+        candidate was rejected holds only empty lists, whose type datasets cannot infer, and a later batch
+        would then fail to write. :meth:`rewrite` and :meth:`patch_dataset` pass them.
+        """
+        from datasets import Features, List, Value
+
+        columns = {**dataset.features, "patch_source": Value("string"), "patch_reason": Value("string")}
+        columns.update(patch_nll_original=Value("float64"), patch_nll_kept=Value("float64"))
+        if self.config.keep_rejected:
+            columns[REJECTED_COLUMN] = List({"text": Value("string"), "reason": Value("string"), "detail": Value("string")})
+        return Features(columns)
+
     def rewrite(self, dataset: Any, **map_kwargs: Any) -> Any:
-        """``dataset.map(self, batched=True)`` with this rewriter's batch size and a progress description."""
+        """``dataset.map(self, batched=True)`` with this rewriter's batch size, a progress description and, with
+        ``keep_rejected``, the output column types (:meth:`output_features`)."""
+        if self.config.keep_rejected and getattr(dataset, "features", None) is not None:
+            map_kwargs.setdefault("features", self.output_features(dataset))
         map_kwargs.setdefault("batched", True)
         map_kwargs.setdefault("batch_size", max(self.batch_size, 1))
         map_kwargs.setdefault("desc", "Rewriting")
+        if (map_kwargs.get("num_proc") or 1) > 1:
+            map_kwargs.setdefault("with_rank", True)  # worker k on GPU k (see __call__)
         return dataset.map(self, **map_kwargs)
 
     def patch_dataset(
@@ -406,6 +448,7 @@ class Rewriter:
         cache_dir: str | os.PathLike | None = None,
         use_cache: bool = True,
         desc: str = "Patching the training set",
+        distributed: bool = False,
     ) -> PatchResult:
         """Patch a whole data set once: the patched set with its statistics, from the on-disk cache when possible.
 
@@ -417,6 +460,9 @@ class Rewriter:
             cache_dir: Cache folder (default ``<datasets cache>/hf_patchdist``).
             use_cache: Read and write the cache; False always generates and stores nothing.
             desc: Progress bar description.
+            distributed: Under ``accelerate launch``/torchrun, split the rows over the processes and give
+                every process the whole patched set (:mod:`~hf_patchdist.rewriter.sharding`); every process
+                must then make this call. One process: no difference.
 
         Returns:
             A :class:`~hf_patchdist.rewriter.cache.PatchResult` (``dataset``, ``statistics``, ``from_cache``...).
@@ -427,6 +473,10 @@ class Rewriter:
             print(result.statistics.summary())
             ```
         """
+        if distributed:
+            from .sharding import patch_sharded
+
+            return patch_sharded(dataset, self, cache_dir=cache_dir, use_cache=use_cache, desc=desc)
         return patch_with_cache(dataset, self, cache_dir=cache_dir, use_cache=use_cache, desc=desc)
 
     # ------------------------------------------------------------------ identity, save and load
@@ -445,11 +495,12 @@ class Rewriter:
         digest.update(json.dumps([self.question_column, self.answer_column]).encode())
         if self.adapter_path is not None:
             weights = Path(self.adapter_path) / ADAPTER_WEIGHTS_NAME
-            digest.update(_file_sha256(weights).encode() if weights.is_file() else self.adapter_path.encode())
+            digest.update(file_sha256(weights).encode() if weights.is_file() else self.adapter_path.encode())
         if self._model_source is None and self._model is not None:
-            digest.update(_weights_sha256(self._model, skip_adapter=self.adapter_path is not None).encode())
+            digest.update(weights_sha256(self._model, skip_adapter=self.adapter_path is not None).encode())
         if self._backend is not None and not isinstance(self._backend, TransformersBackend):
-            digest.update(type(self._backend).__qualname__.encode())
+            identity = getattr(self._backend, "fingerprint", None)  # vLLM: its model, adapter hash, settings
+            digest.update((identity() if callable(identity) else type(self._backend).__qualname__).encode())
         return digest.hexdigest()[:16]
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
@@ -488,9 +539,14 @@ class Rewriter:
         token: str | None = None,
         model: Any = None,
         tokenizer: Any = None,
+        trust_remote_code: bool = False,
         **kwargs: Any,
     ) -> Rewriter:
         """Load a rewriter from a local folder or a Hub repository id.
+
+        Nothing in the folder runs unless ``trust_remote_code=True``: a callable verifier in its
+        ``rewriter_config.json`` (``{"name": "callable", "callable": "module:qualname"}``) is refused with
+        :class:`~hf_patchdist.verifiers.UntrustedVerifierError` before its module is imported.
 
         Args:
             rewriter_name_or_path: Folder or Hub repo id holding ``rewriter_config.json`` (+ adapter).
@@ -498,6 +554,8 @@ class Rewriter:
             token: Hub token.
             model: Use this base model (an alias, id or loaded model) instead of the config's.
             tokenizer: Tokenizer, when ``model`` is a loaded model.
+            trust_remote_code: Build a callable verifier named in the config (importing its module) and let
+                the base model run its own modelling code. Only for rewriters whose source you trust.
             **kwargs: Passed to :class:`Rewriter` (``num_candidates``, ``question_column``...).
         """
         from ..hub.download import check_base_model, download_rewriter
@@ -505,12 +563,16 @@ class Rewriter:
         folder = download_rewriter(rewriter_name_or_path, revision=revision, token=token)
         kwargs.setdefault("token", token)  # a private base model needs the same token
         config = RewriterConfig.from_folder(folder)
+        # Before anything else: the entry is only read here, nothing has been imported.
+        check_verifier_trust(
+            config.verifier, trust_remote_code=trust_remote_code, source=f"the rewriter_config.json of {rewriter_name_or_path}"
+        )
         if model is None:  # fail now, naming the base model, rather than at the first map batch
             check_base_model(config.base_model, token=token, rewriter=str(rewriter_name_or_path))
         adapter = str(folder) if config.has_adapter else None
         if adapter is not None:
             check_adapter_folder(adapter)
-        rewriter = cls(model if model is not None else config.base_model, tokenizer, adapter=adapter, config=config, **kwargs)
+        rewriter = cls(model if model is not None else config.base_model, tokenizer, adapter=adapter, config=config, trust_remote_code=trust_remote_code, **kwargs)
         rewriter.source = str(rewriter_name_or_path)
         return rewriter
 

@@ -8,12 +8,11 @@ Everything else, the training loop, losses, PEFT, logging and saving, is TRL's.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import warnings
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +23,10 @@ from trl import SFTTrainer
 from ..formats import DatasetFormat, FormatSpec, detect_dataset_format, to_prompt_completion
 from ..models import EMBEDDED_MODELS, patchdist_cache_dir, resolve_model_path
 from ..hub.ids import base_model_text, hub_link, is_hub_repo_id
-from ..rewriter import PATCH_COLUMNS, PatchResult, Rewriter
+from ..rewriter import PATCH_COLUMNS, REJECTED_COLUMN, PatchResult, Rewriter
 from ..rewriter.config import PAPER_ID, PAPER_TITLE
+from ..patch_statistics import NO_TARGET_REASONS
+from ..scoring import eval_mode
 from .distribution_patch_config import DistributionPatchConfig
 
 
@@ -48,7 +49,9 @@ class DistributionPatchTrainer(SFTTrainer):
 
     At construction, `train_dataset` is patched once with Generate-Verify-Fallback: for every example the rewriter
     generates candidates, keeps the feasible one (same final answer, valid reasoning) with the lowest NLL under the
-    base model pi_0, or falls back to the expert answer. The patched set is cached on disk (see
+    base model pi_0, or falls back to the expert answer. Under `accelerate launch` or torchrun the rows are split
+    over the processes, each rewrites its share, and every process trains on the whole patched set (see
+    `hf_patchdist.rewriter.sharding`). The patched set is cached on disk (see
     [`DistributionPatchConfig`]), so a second construction with the same data set, rewriter and options, also in a new
     process, reads it instead of generating. `eval_dataset` is never rewritten. After that the trainer is
     `SFTTrainer`: same arguments, same training.
@@ -57,7 +60,9 @@ class DistributionPatchTrainer(SFTTrainer):
     are turned into conversational prompt-completion rows after patching (unless a `formatting_func` is given,
     which then receives the patched plain rows). The provenance columns (`patch_source`, ...) are removed before
     `SFTTrainer` sees the data, so they never reach the model's inputs; the patched set with them is kept as
-    `patched_dataset`.
+    `patched_dataset`. Rows without a question or an answer (None or blank) are left out of SFT, which would train
+    them on an empty target: one warning and `patch_statistics.dropped` count them. When no rewrite at all was
+    accepted a warning says that the training is plain SFT on the expert answers.
 
     Args:
         model (`str`, `PreTrainedModel` or `PeftModel`):
@@ -149,8 +154,12 @@ class DistributionPatchTrainer(SFTTrainer):
             resolved = _resolve_rewriter(rewriter, model, processing_class, options, args)
             if rewriter is not None:
                 _warn_if_other_backbone(resolved, model)
-            with _main_process_first(args), _eval_mode(model):
-                result = resolved.patch_dataset(train_dataset, cache_dir=options.cache_dir, use_cache=options.use_cache)
+            with eval_mode(model):
+                # Under accelerate launch / torchrun each process rewrites its share of the rows and all get
+                # the whole patched set (no process idles at a barrier while another generates).
+                result = resolved.patch_dataset(
+                    train_dataset, cache_dir=options.cache_dir, use_cache=options.use_cache, distributed=True
+                )
             # Training must not keep the rewriter's own copy of a model loaded by name in memory.
             resolved = _released(resolved)
 
@@ -166,7 +175,7 @@ class DistributionPatchTrainer(SFTTrainer):
             self.patch_statistics.summary(),
         )
 
-        train_dataset = _training_view(result.dataset, spec, formatting_func)
+        train_dataset = _training_view(_trainable_rows(result), spec, formatting_func)
         eval_dataset = _eval_view(eval_dataset, question_column, answer_column, formatting_func)
         if isinstance(model, str) and model in EMBEDDED_MODELS:
             # SFTTrainer loads models with from_pretrained, which does not know the embedded alias.
@@ -253,7 +262,8 @@ class DistributionPatchTrainer(SFTTrainer):
             fingerprint = self.patch_result.rewriter_fingerprint or self.rewriter.fingerprint()
             lines.append(f"- Rewriter fingerprint: `{fingerprint}`")
         lines += [
-            f"- Rewritten: {stats.rewritten} of {stats.rows} examples ({stats.acceptance_rate:.1%})",
+            f"- Rewritten: {stats.rewritten} of {stats.rows} examples ({stats.acceptance_rate:.1%}); "
+            f"copies of the expert answer: {stats.copied}",
             "",
             stats.to_markdown(),
             "",
@@ -346,7 +356,10 @@ def _resolve_rewriter(
     if isinstance(rewriter, Rewriter):
         return rewriter.with_options(**overrides)
     if isinstance(rewriter, (str, os.PathLike)):
-        return Rewriter.from_pretrained(rewriter, show_progress=show_progress, **overrides)
+        # The config's trust_remote_code (TRL's field for model code) also lets the rewriter's config name a
+        # callable verifier to import; without it such a rewriter is refused before anything is imported.
+        trust = bool(getattr(args, "trust_remote_code", False))
+        return Rewriter.from_pretrained(rewriter, show_progress=show_progress, trust_remote_code=trust, **overrides)
     raise TypeError(
         "`rewriter` must be a hf_patchdist.Rewriter, a local folder or Hub id holding rewriter_config.json, or None "
         f"(the prompted rewriter on the model being trained), got `{type(rewriter).__name__}`."
@@ -399,37 +412,45 @@ def _warn_if_other_backbone(rewriter: Rewriter, model: Any) -> None:
     )
 
 
-@contextlib.contextmanager
-def _eval_mode(model: Any) -> Iterator[None]:
-    """Generate with dropout off when the model being trained is also the rewriter's; restore its mode after."""
-    training = getattr(model, "training", None)
-    if training:
-        model.eval()
-    try:
-        yield
-    finally:
-        if training:
-            model.train()
-
-
-@contextlib.contextmanager
-def _main_process_first(args: Any) -> Iterator[None]:
-    """Patch on the main process first; the others then read its result from the cache instead of generating."""
-    context = getattr(args, "main_process_first", None)
-    if context is None:
-        yield
-        return
-    with context(local=False, desc="hf-patchdist: patching the training set"):
-        yield
-
-
 def _to_prompt_completion_row(row: dict[str, Any], spec: FormatSpec) -> dict[str, Any]:
     return to_prompt_completion(row, spec)
 
 
+def _trainable_rows(result: PatchResult) -> Dataset:
+    """The patched rows SFT can learn from: without those that have no question or no answer, with one warning each
+    for dropped rows and for a set where no rewrite was accepted."""
+    statistics = result.statistics
+    dataset = result.dataset
+    if statistics.dropped:
+        warnings.warn(
+            f"{statistics.dropped} of {statistics.rows} training rows have no question or no answer "
+            f"({ {r: c for r, c in statistics.fallback_reasons.items() if r in NO_TARGET_REASONS} }): they are left out "
+            "of SFT, which would otherwise train on an empty target. patch_statistics.dropped counts them.",
+            UserWarning,
+            stacklevel=3,
+        )
+        dataset = dataset.filter(
+            lambda reason: reason not in NO_TARGET_REASONS, input_columns="patch_reason", desc="Dropping rows without a target"
+        )
+        if len(dataset) == 0:
+            raise ValueError(
+                f"No training row has both a question and an answer ({statistics.fallback_reasons}): there is nothing to "
+                "train on. Check the data set's columns (patch_question_column / patch_answer_column)."
+            )
+    if statistics.rewritten == 0:
+        warnings.warn(
+            f"No rewrite was accepted for any of the {statistics.rows} training rows (fallback reasons: "
+            f"{statistics.fallback_reasons}): every target is the expert answer, so this is plain SFT, not SFT on "
+            "patched targets.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return dataset
+
+
 def _training_view(patched: Dataset, spec: FormatSpec, formatting_func: Callable | None) -> Dataset:
     """What SFTTrainer gets: no provenance columns; plain question/answer rows as conversational prompt-completion."""
-    dataset = patched.remove_columns([c for c in PATCH_COLUMNS if c in patched.column_names])
+    dataset = patched.remove_columns([c for c in (*PATCH_COLUMNS, REJECTED_COLUMN) if c in patched.column_names])
     if spec.format == DatasetFormat.PLAIN and formatting_func is None:
         dataset = _plain_to_prompt_completion(dataset, spec, "train")
     return dataset

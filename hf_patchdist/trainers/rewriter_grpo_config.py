@@ -40,7 +40,7 @@ class RewriterGRPOConfig(GRPOConfig):
             Weight of the QA-style alignment reward r_dist in ``r_task * (1 + lambda_dist * r_dist + lambda_div * r_div)``.
         lambda_div (`float`, defaults to `0.5`):
             Weight of the diversity reward r_div.
-        verifier (`dict`, `str` or `None`, defaults to `{"name": "math", "strict": True, "max_reference_copy": 0.9}`):
+        verifier (`dict`, `str` or `None`, defaults to `{"name": "math", "strict": True, "max_reference_copy": 0.7, "min_step_ratio": 0.6}`):
             The task-consistency gate, anything :func:`~hf_patchdist.verifiers.get_verifier` accepts: a
             ``Verifier.to_dict()`` dict, a verifier name (``"math"``, ``"choice"``, ``"exact"``, ``"regex"``) or
             ``None`` (a plain ``MathVerifier()``); from Python a :class:`~hf_patchdist.verifiers.Verifier` instance
@@ -54,6 +54,10 @@ class RewriterGRPOConfig(GRPOConfig):
             deterministic reasoning checks stay on unless you switch them off in the verifier options. The
             rewriter saved after training keeps the Stage II gate (:func:`~hf_patchdist.verifiers.stage_ii_gate`):
             the same checks, trailing text trimmed and copies of the expert answer kept.
+            A callable verifier named by its import path (``{"name": "callable", "callable": "module:qualname"}``)
+            is imported only when ``trust_remote_code`` is True: TRL's field of that name (for model code)
+            also unlocks verifier code here, since both run code named by the config. A function or
+            ``Verifier`` object passed from Python needs no opt-in.
         judge_model (`str` or `None`, defaults to `None`):
             Adds the LLM judge of the paper to the gate. ``"pi0"`` judges with the backbone itself (adapter
             disabled); any other value names a separate judge model. ``None`` disables the judge.
@@ -129,7 +133,9 @@ class RewriterGRPOConfig(GRPOConfig):
     def __post_init__(self) -> None:
         if isinstance(self.verifier, str) and self.verifier.lstrip().startswith("{"):
             self.verifier = json.loads(self.verifier)
-        get_verifier(self.verifier)  # an unknown name or option fails here, not after the model has loaded
+        # An unknown name or option fails here, not after the model has loaded; so does a callable named by an
+        # import path (from a YAML file or --verifier JSON) without trust_remote_code.
+        get_verifier(self.verifier, trust_remote_code=self.trust_remote_code)
         if isinstance(self.lora_target_modules, (list, tuple)) and list(self.lora_target_modules) == [ALL_LINEAR]:
             self.lora_target_modules = ALL_LINEAR
         apply_hardware_precision(self)

@@ -12,9 +12,10 @@ from trl import GRPOTrainer
 
 from ..formats import detect_dataset_format, read_example
 from ..judge import LLMJudge
-from ..models import DEFAULT_MODEL, base_model_record, load_model_and_tokenizer
-from ..rewards import GroupReward, PatchReward
+from ..models import DEFAULT_MODEL, base_model_record, load_model_and_tokenizer, model_context_length
+from ..rewards import QA_CONTEXT_COLUMN, GroupReward, PatchReward, qa_context_value
 from ..rewriter import Rewriter, RewriterConfig, build_prompt_messages
+from ..rewriter.limits import TOO_LONG
 from ..scoring import QAScorer
 from ..verifiers import get_verifier, stage_ii_gate
 from .rewriter_grpo_config import RewriterGRPOConfig
@@ -43,24 +44,103 @@ def check_group_placement(args: RewriterGRPOConfig) -> None:
         )
 
 
+def backbone_init_kwargs(args: RewriterGRPOConfig) -> dict[str, Any]:
+    """How a backbone given by name is loaded, following ``GRPOTrainer`` (``trl.trainer.utils.create_model_from_path``).
+
+    ``args.model_init_kwargs`` go to ``from_pretrained`` (``dtype``, ``revision``, ``attn_implementation``,
+    ``device_map``...), with ``trust_remote_code`` from the config. ``dtype`` takes a ``torch.dtype`` or a name
+    (``"bfloat16"``, ``"float16"``, ``"float32"``); ``"auto"`` or none is this package's choice for the device
+    training runs on (``args.device``, not the CPU it loads on): bfloat16 where that device computes it, else
+    float32. (TRL reads ``"auto"`` as the checkpoint's dtype and defaults to float32.) Placement is TRL's: no
+    ``device_map`` under several processes or on CPU/MPS (the Trainer, through accelerate, moves the model to
+    its device), ``"auto"`` on a single accelerator unless ``device_map`` is given.
+    """
+    init_kwargs = dict(args.model_init_kwargs or {})
+    init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
+    device = args.device  # first: it sets up args.distributed_state
+    init_kwargs["device"] = str(device)
+    if getattr(getattr(args, "distributed_state", None), "distributed_type", None) in ("MULTI_GPU", "DEEPSPEED"):
+        init_kwargs["device_map"] = None
+    else:
+        init_kwargs.setdefault("device_map", None if device.type in ("cpu", "mps") else "auto")
+    return init_kwargs
+
+
+def _render(tokenizer: Any, messages: list[dict[str, Any]]) -> str:
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return "\n\n".join(m["content"] for m in messages) + "\n\n"
+
+
+def check_parameter_sharding(args: Any, accelerator_state: Any = None) -> None:
+    """Refuse DeepSpeed ZeRO-3 and FSDP, which shard the backbone's parameters over the processes.
+
+    Reward scoring runs pi_0 forwards only for the feasible candidates of each process, so processes run
+    different numbers of forwards, and the collective parameter gathers of ZeRO-3 and FSDP would wait
+    forever; under FSDP the scorer bound to the unwrapped model would also see sharded parameters, and
+    :meth:`RewriterTrainer.save_rewriter` saves the main process's unwrapped model, which holds no
+    weights under ZeRO-3. DDP and ZeRO-1/2 keep whole parameters on every process.
+
+    Args:
+        args: The training arguments (``deepspeed_plugin``, ``fsdp_plugin_args``), before the trainer is built.
+        accelerator_state: ``accelerator.state`` once built (``deepspeed_plugin``, ``fsdp_plugin``).
+    """
+    deepspeed = getattr(accelerator_state, "deepspeed_plugin", None) or getattr(args, "deepspeed_plugin", None)
+    found = None
+    if getattr(deepspeed, "zero_stage", None) == 3:
+        found = "DeepSpeed ZeRO-3"
+    elif (
+        getattr(accelerator_state, "fsdp_plugin", None) is not None
+        or getattr(args, "fsdp_plugin_args", None)
+        or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")
+    ):
+        found = "FSDP"
+    if found is not None:
+        raise ValueError(
+            f"RewriterTrainer does not support {found}: it shards the backbone's parameters, and the pi_0 reward "
+            "scoring runs forwards only for each process's feasible candidates, so the processes would run different "
+            "numbers of forwards and the parameter gathers would hang (and the saved adapter would be empty). "
+            "Run it with DDP (`accelerate launch --multi_gpu`, torchrun) or DeepSpeed ZeRO-1/ZeRO-2, which keep "
+            "whole parameters on every process; the trained part is a LoRA on a frozen backbone, so the optimizer "
+            "state that ZeRO-1/2 shards is already small."
+        )
+
+
+def _keep_reference_at_pi0(model: Any) -> None:
+    """Remove the frozen copy of a given adapter that TRL makes its KL reference (beta > 0).
+
+    TRL anchors the KL of a passed ``PeftModel`` to a copy of its adapter (``"ref"``); the design anchors it
+    to pi_0, the backbone with the adapter off, which the rewards score under too. Without a ``"ref"``
+    adapter TRL computes the reference log-probabilities with the adapters disabled.
+    """
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+        model.set_adapter("default")
+
+
 class RewriterTrainer(GRPOTrainer):
     """GRPO trainer of the rewriting agent: a LoRA "patch" on a frozen instruct backbone.
 
     Builds the rewriting prompts from any TRL data set format (the same format layer and prompt as
     :class:`~hf_patchdist.rewriter.Rewriter`), adds the columns the group-aware rewards read
-    (``question``, ``expert_answer``, ``patch_row_id``), and uses :class:`~hf_patchdist.rewards.PatchReward`
+    (``question``, ``expert_answer``, ``patch_row_id``, and ``qa_context``, the row's system prompt and earlier
+    turns, so that r_dist scores the NLL under the same QA(q) as Stage II), and uses :class:`~hf_patchdist.rewards.PatchReward`
     by default. One copy of the backbone serves as policy (adapter on), KL reference and pi_0
     scorer (adapter off).
 
     Args:
         model: The backbone: the embedded alias (default), a Hub id, a folder, or a loaded model. A name is
             loaded with ``args.model_init_kwargs`` (``dtype``, ``revision``, ``attn_implementation``...), as
-            ``GRPOTrainer`` does; without a ``dtype`` there, in bfloat16 where the hardware computes it.
+            ``GRPOTrainer`` does, and placed as it does (:func:`backbone_init_kwargs`); without a ``dtype`` there (or
+            ``"auto"``), in bfloat16 where the device training runs on computes it.
         args: A :class:`RewriterGRPOConfig`.
         train_dataset: Questions with expert answers, in any format the Rewriter reads. Rows without a
-            usable question/answer are left out, with a warning counting them by reason.
+            usable question/answer, and rows whose rewriting prompt plus ``max_completion_length`` does not fit
+            the model's context (``too_long``), are left out, with a warning counting them by reason.
         reward_funcs: Reward callables; default ``[PatchReward(...)]`` from the config's weights and gate.
-        peft_config: A ``peft.LoraConfig``; default one from the config's ``lora_*`` fields.
+        peft_config: A ``peft.LoraConfig``; default one from the config's ``lora_*`` fields, unless ``model``
+            is a ``PeftModel`` (a warm-started adapter, loaded with ``is_trainable=True``): that adapter is
+            trained, and the KL reference stays pi_0 (adapter off), not a copy of the warm start.
         processing_class: Tokenizer (loaded with the model by default).
         **kwargs: Passed to ``trl.GRPOTrainer``.
 
@@ -94,6 +174,7 @@ class RewriterTrainer(GRPOTrainer):
         if not isinstance(args, RewriterGRPOConfig):
             raise TypeError(f"args must be a RewriterGRPOConfig, got {type(args).__name__}")
         check_group_placement(args)
+        check_parameter_sharding(args)
         if train_dataset is None:
             raise ValueError("RewriterTrainer needs a train_dataset of questions with expert answers.")
 
@@ -101,18 +182,22 @@ class RewriterTrainer(GRPOTrainer):
         base_model_name = str(model or DEFAULT_MODEL) if model is None or isinstance(model, (str, os.PathLike)) else None
         init_kwargs = None
         if model is None or isinstance(model, (str, os.PathLike)):
-            # As GRPOTrainer does for a name: `args.model_init_kwargs` (dtype, revision, attn_implementation...) go to
-            # from_pretrained; a dtype left out keeps load_model_and_tokenizer's choice (bfloat16 where supported).
-            init_kwargs = dict(args.model_init_kwargs or {})
-            init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
-            model, loaded_tokenizer = load_model_and_tokenizer(str(model or DEFAULT_MODEL), device="cpu", **init_kwargs)
+            init_kwargs = backbone_init_kwargs(args)
+            model, loaded_tokenizer = load_model_and_tokenizer(str(model or DEFAULT_MODEL), **init_kwargs)
             processing_class = processing_class or loaded_tokenizer
         elif processing_class is None:
             raise ValueError("Pass processing_class (the tokenizer) together with a loaded model.")
         if processing_class.pad_token is None:
             processing_class.pad_token = processing_class.eos_token
 
-        if peft_config is None:
+        # A PeftModel (a warm-started adapter) is trained as it is: TRL refuses a second adapter config for it.
+        given_peft_model = bool(getattr(model, "peft_config", None))
+        if given_peft_model and not any(p.requires_grad for p in model.parameters()):
+            raise ValueError(
+                "The PeftModel passed as model has no trainable parameter: load its adapter with "
+                "PeftModel.from_pretrained(base_model, folder, is_trainable=True)."
+            )
+        if peft_config is None and not given_peft_model:
             from peft import LoraConfig
 
             peft_config = LoraConfig(
@@ -124,10 +209,13 @@ class RewriterTrainer(GRPOTrainer):
             )
 
         self.rewriter_config = self._build_rewriter_config(args, base_model_name or model)
-        train_dataset = self._prepare_dataset(train_dataset, args)
+        # Checked against args.trust_remote_code just above (or from a Python object): the Stage II dict derived
+        # from it is built without asking again, and kept as an object for the in-memory `rewriter`.
+        self._stage_ii_gate = get_verifier(self.rewriter_config.verifier, trust_remote_code=True)
+        train_dataset = self._prepare_dataset(train_dataset, args, processing_class, model_context_length(model))
 
         if reward_funcs is None:
-            reward_funcs = [PatchReward(args.verifier, lambda_dist=args.lambda_dist, lambda_div=args.lambda_div, qa_template=args.qa_template)]
+            reward_funcs = [PatchReward(self._training_gate, lambda_dist=args.lambda_dist, lambda_div=args.lambda_div, qa_template=args.qa_template)]
         elif not isinstance(reward_funcs, list):
             reward_funcs = [reward_funcs]
         judge = None
@@ -153,7 +241,10 @@ class RewriterTrainer(GRPOTrainer):
             )
         finally:
             args.model_init_kwargs = given_init_kwargs
+        if given_peft_model:
+            _keep_reference_at_pi0(self.accelerator.unwrap_model(self.model))
 
+        check_parameter_sharding(args, self.accelerator.state)  # a plugin accelerate built from its own config
         # pi_0 is the trained backbone with the adapter disabled, unless a separate scorer is named.
         scorer = None
         if args.scorer_model is not None:
@@ -175,7 +266,7 @@ class RewriterTrainer(GRPOTrainer):
         record = base_model_record(name) if name else {"base_model": getattr(model.config, "_name_or_path", "")}
         # The saved rewriter keeps the Stage II gate: the training gate without its GRPO-only checks
         # (trailing text is trimmed at data-building time, and a copy of the expert answer is kept).
-        verifier = stage_ii_gate(get_verifier(args.verifier).to_dict())
+        verifier = stage_ii_gate(get_verifier(args.verifier, trust_remote_code=args.trust_remote_code).to_dict())
         return RewriterConfig(
             **record,
             prompt_template=args.prompt_template,
@@ -187,19 +278,26 @@ class RewriterTrainer(GRPOTrainer):
             has_adapter=True,
         )
 
-    def _prepare_dataset(self, dataset: Any, args: RewriterGRPOConfig) -> Any:
+    def _prepare_dataset(self, dataset: Any, args: RewriterGRPOConfig, tokenizer: Any = None, context: int | None = None) -> Any:
         spec = detect_dataset_format(dataset, question_column=args.question_column, answer_column=args.answer_column)
-        verifier = get_verifier(args.verifier)
+        verifier = self._training_gate = get_verifier(args.verifier, trust_remote_code=args.trust_remote_code)
         rewriter_config = self.rewriter_config
 
         def to_grpo_row(row: dict[str, Any], index: int) -> dict[str, Any]:
             example = read_example(row, spec)
             error = example.error or verifier.check_reference(example.answer)
+            if error is None and tokenizer is not None and context is not None:
+                # TRL neither truncates prompts nor stops at the context: a prompt plus max_completion_length
+                # that does not fit the model would generate (and be trained) past its positions.
+                prompt_tokens = len(tokenizer(_render(tokenizer, build_prompt_messages(rewriter_config, example)), add_special_tokens=False)["input_ids"])
+                if prompt_tokens + int(args.max_completion_length or 0) > context:
+                    error = TOO_LONG
             return {
                 "prompt": build_prompt_messages(rewriter_config, example) if error is None else [],
                 "question": example.question or "",
                 "expert_answer": example.answer or "",
                 "patch_row_id": index,
+                QA_CONTEXT_COLUMN: qa_context_value(example.context),  # pi_0 scores under QA(q) with it, as Stage II
                 "patch_error": error or "",
             }
 
@@ -224,7 +322,7 @@ class RewriterTrainer(GRPOTrainer):
         """A :class:`Rewriter` on the trained adapter (in memory), e.g. for ``push_to_hub``."""
         config = RewriterConfig.from_dict(self.rewriter_config.to_dict())
         config.training_summary = self.training_summary()
-        rewriter = Rewriter(self.accelerator.unwrap_model(self.model), self.processing_class, config=config)
+        rewriter = Rewriter(self.accelerator.unwrap_model(self.model), self.processing_class, config=config, verifier=self._stage_ii_gate)
         return rewriter
 
     def training_summary(self) -> dict[str, Any]:

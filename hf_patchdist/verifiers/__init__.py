@@ -31,12 +31,14 @@ Reason codes (``VerificationResult.reason``):
 
 - generic, in this order: ``"empty"``, ``"truncated"``, ``"trailing_text"`` (strict mode only),
   ``"mentions_rewriting"``, ``"echoes_instruction"``, ``"restates_question"`` (copies more of the
-  question than allowed), ``"repeated_line"``, then the reference checks ``"invalid_reference"`` /
+  question than allowed), ``"copies_reference"`` (keeps more of the expert answer than allowed),
+  ``"repeated_line"``, then the reference checks ``"invalid_reference"`` /
   ``"reference_without_final_answer"``;
 - answer checks: ``"no_final_answer"``, ``"wrong_final_answer"``;
 - math only, in this order: ``"wrong_equation"`` (an explicit equation does not hold),
   ``"repeated_equation"`` (the same equation on two lines, where the expert's does not repeat it),
-  ``"no_reasoning"`` (no arithmetic step), ``"answer_not_derived"`` (the final answer is not the
+  ``"no_reasoning"`` (no arithmetic step; identities such as ``72 + 0 = 72`` are none),
+  ``"too_few_steps"`` (fewer steps than ``min_step_ratio`` of the expert's), ``"answer_not_derived"`` (the final answer is not the
   result of the reasoning), ``"too_short"``, ``"missing_intermediate_results"``;
 - :class:`CallableVerifier`: ``"rejected"`` unless the callable gives its own reason.
 
@@ -45,8 +47,10 @@ Final-answer lines, and when :meth:`Verifier.final_answer_end` reports one as co
 
 Modules (each imports only the ones listed before it):
 
-- :mod:`~hf_patchdist.verifiers.presets`: :data:`GRPO_GATE`, :func:`stage_ii_gate`, :data:`DEFAULT_META_PHRASES`;
-- :mod:`~hf_patchdist.verifiers.text_checks`: text helpers of the generic checks;
+- :mod:`~hf_patchdist.verifiers.presets`: :data:`GRPO_GATE`, :func:`stage_ii_gate`, :data:`GATE_VERSION`,
+  :data:`DEFAULT_META_PHRASES`;
+- :mod:`~hf_patchdist.verifiers.text_checks`: text helpers of the generic checks, among them the one
+  word tokeniser of every text check, :func:`reference_similarity` and :func:`is_reference_copy`;
 - :mod:`~hf_patchdist.verifiers.final_answer`: locating final-answer lines;
 - :mod:`~hf_patchdist.verifiers.base`: :class:`VerificationResult`, :class:`Verifier` (the generic
   checks) and the class registry :data:`VERIFIERS`;
@@ -55,7 +59,8 @@ Modules (each imports only the ones listed before it):
 - :mod:`~hf_patchdist.verifiers.choice`: :class:`ChoiceVerifier`;
 - :mod:`~hf_patchdist.verifiers.simple`: :class:`ExactMatchVerifier`, :class:`RegexVerifier`,
   :class:`CallableVerifier`;
-- :mod:`~hf_patchdist.verifiers.registry`: :func:`get_verifier`.
+- :mod:`~hf_patchdist.verifiers.registry`: :func:`get_verifier`, :func:`check_verifier_trust` (a callable named
+  in a file needs ``trust_remote_code=True``).
 """
 
 from __future__ import annotations
@@ -66,11 +71,13 @@ from .base import VERIFIERS, VerificationResult, Verifier
 from .math import MathVerifier, extract_math_answer, math_answers_equal
 from .choice import ChoiceVerifier
 from .simple import CallableVerifier, ExactMatchVerifier, RegexVerifier
-from .presets import DEFAULT_META_PHRASES, GRPO_GATE, stage_ii_gate
-from .registry import get_verifier
+from .presets import DEFAULT_META_PHRASES, GATE_VERSION, GRPO_GATE, stage_ii_gate
+from .registry import UntrustedVerifierError, check_verifier_trust, get_verifier
+from .text_checks import is_reference_copy, reference_similarity
 
 __all__ = [
     "DEFAULT_META_PHRASES",
+    "GATE_VERSION",
     "GRPO_GATE",
     "VERIFIERS",
     "CallableVerifier",
@@ -78,10 +85,14 @@ __all__ = [
     "ExactMatchVerifier",
     "MathVerifier",
     "RegexVerifier",
+    "UntrustedVerifierError",
     "VerificationResult",
     "Verifier",
+    "check_verifier_trust",
     "extract_math_answer",
     "get_verifier",
+    "is_reference_copy",
     "math_answers_equal",
+    "reference_similarity",
     "stage_ii_gate",
 ]

@@ -34,6 +34,7 @@ from .text_checks import (
     _phrase_regex,
     _repeated_line,
     _shared_runs,
+    reference_similarity,
     strip_calculator_annotations,
 )
 
@@ -93,13 +94,14 @@ class Verifier(abc.ABC):
         reject_repeated_lines: Fail with ``"repeated_line"`` when a line of at least
             ``repeated_line_min_words`` words occurs twice (case and punctuation ignored): repeated
             lines are another cheap way to lengthen a rewrite.
-        max_reference_copy: Largest fraction of the reference's words (GSM8K ``<<...>>``
-            annotations removed) the candidate may copy verbatim, in runs of ``copy_min_words``
-            words or more, before it fails with ``"copies_reference"``. Off (``None``) by default:
-            a copy of the expert answer is a correct answer, and keeping it changes nothing. For
-            GRPO it is not a rewrite but the cheapest feasible candidate, and a rewriter retrained
-            under the question-copy check learned to emit it (:class:`RewriterGRPOConfig`
-            turns it on at 0.9).
+        max_reference_copy: Largest share of the reference's words the candidate may keep in the
+            same order (:func:`~hf_patchdist.verifiers.text_checks.reference_similarity`: the longest
+            common subsequence of words, GSM8K ``<<...>>`` annotations removed on both sides, so
+            editing a few words or leaving the annotations in does not hide a copy) before it fails
+            with ``"copies_reference"``. Off (``None``) by default: a copy of the expert answer is a
+            correct answer, and keeping it changes nothing. For GRPO it is not a rewrite but the
+            cheapest feasible candidate, and a rewriter retrained under the question-copy check
+            learned to emit it (:data:`~hf_patchdist.verifiers.GRPO_GATE` turns it on).
 
     Example:
         ```python
@@ -197,10 +199,11 @@ class Verifier(abc.ABC):
             if echo is not None:
                 return _fail("echoes_instruction", text, f"the text repeats the instruction ({echo!r})")
         if self.max_question_copy is not None and question:
-            copied, _ = _shared_runs(question, text, self.copy_min_words)
+            # Annotations are removed on both sides: "<<48/2=24>>" between copied words must not hide a copy.
+            copied, _ = _shared_runs(question, strip_calculator_annotations(text), self.copy_min_words)
             allowed = self.max_question_copy
             if isinstance(reference, str):
-                allowed = max(allowed, _shared_runs(question, reference, self.copy_min_words)[0])
+                allowed = max(allowed, _shared_runs(question, strip_calculator_annotations(reference), self.copy_min_words)[0])
             if copied > allowed:
                 return _fail(
                     "restates_question",
@@ -208,12 +211,12 @@ class Verifier(abc.ABC):
                     f"{copied:.0%} of the question's words are copied verbatim, at most {allowed:.0%} allowed",
                 )
         if self.max_reference_copy is not None and isinstance(reference, str):
-            copied, _ = _shared_runs(strip_calculator_annotations(reference), text, self.copy_min_words)
+            copied = reference_similarity(text, reference)
             if copied > self.max_reference_copy:
                 return _fail(
                     "copies_reference",
                     text,
-                    f"{copied:.0%} of the expert answer's words are copied verbatim, at most "
+                    f"{copied:.0%} of the expert answer's words are kept in the same order, at most "
                     f"{self.max_reference_copy:.0%} allowed",
                 )
         if self.reject_repeated_lines:

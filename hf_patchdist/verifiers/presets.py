@@ -22,12 +22,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-GRPO_GATE: dict[str, Any] = {"name": "math", "strict": True, "max_reference_copy": 0.9}
-"""The default gate of GRPO training: strict (trimming trailing text in the reward would still
-train on it) and failing near-verbatim copies of the expert answer, the cheapest feasible
-candidate, which GRPO otherwise converges on."""
+GATE_VERSION = 2
+"""Version of the gate's verdicts: bump it whenever a change to the checks can change a verdict under an
+unchanged configuration (a check fixed, words tokenised differently). The patch cache key holds it, so that
+patched sets cached under an older gate are not reused. 2: Unicode words, identity steps, copies measured
+by the longest common subsequence of words."""
 
-GRPO_ONLY_OPTIONS: dict[str, Any] = {"strict": False, "max_reference_copy": None}
+GRPO_GATE: dict[str, Any] = {"name": "math", "strict": True, "max_reference_copy": 0.7, "min_step_ratio": 0.6}
+"""The default gate of GRPO training: strict (trimming trailing text in the reward would still
+train on it), failing copies of the expert answer (more than 70% of its words kept in order: the
+cheapest feasible candidate, which GRPO otherwise converges on; on GSM8K ``train[800:1000]`` the
+accepted rewrites above 70% were the expert answer with a line dropped or added or a few words
+changed, those below written differently: see docs/results.md) and candidates
+that skip the expert's steps (fewer than 0.6 x its arithmetic steps: "48 + 24 = 72" where the expert
+first computed 48 / 2 = 24)."""
+
+GRPO_ONLY_OPTIONS: dict[str, Any] = {"strict": False, "max_reference_copy": None, "min_step_ratio": None}
 """The options of a GRPO gate that a rewriter does not keep for Stage II, with their Stage II values."""
 
 
@@ -36,9 +46,11 @@ def stage_ii_gate(gate: Mapping[str, Any]) -> dict[str, Any]:
     without the GRPO-only ones.
 
     Stage II trims text after the final-answer line (the trimmed text is never kept, so it need not
-    fail) and keeps a copy of the expert answer (a correct answer: keeping it changes nothing, and
-    rejecting it only falls back to the expert answer itself). Both checks exist to close cheap ways
-    through the GRPO reward, not to judge a rewrite.
+    fail), keeps a copy of the expert answer (a correct answer: keeping it changes nothing, and
+    rejecting it only falls back to the expert answer itself; the Rewriter labels an exact copy
+    ``patch_source="copy"``) and does not compare step counts with the expert's (a correct solution
+    in fewer steps is a correct target). These checks exist to close cheap ways through the GRPO
+    reward, not to judge a rewrite.
     """
     return {**gate, **{option: value for option, value in GRPO_ONLY_OPTIONS.items() if option in gate}}
 

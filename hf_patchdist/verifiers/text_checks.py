@@ -25,7 +25,6 @@ from functools import lru_cache
 
 ANNOTATION_RE = re.compile(r"<<[^<>\n]*>>")
 _NUMBER_RE = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d])(?:\s?%)?|(?<![\w.])\.\d+")
-_WORD_RE = re.compile(r"\S+")
 
 
 def strip_calculator_annotations(text: str) -> str:
@@ -34,7 +33,8 @@ def strip_calculator_annotations(text: str) -> str:
 
 
 def _word_count(text: str) -> int:
-    return len(_WORD_RE.findall(strip_calculator_annotations(text)))
+    """Words of ``text`` without its annotations, counted as :func:`_normalize_words` splits them."""
+    return len(_normalize_words(strip_calculator_annotations(text)))
 
 
 def _numbers_in(text: str) -> list[float]:
@@ -75,8 +75,36 @@ def _phrase_regex(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile(r"(?<![\w'])(?:" + "|".join(parts) + r")(?![\w'])")
 
 
+# Scripts written without spaces between words: every Han character, kana and the iteration marks is a
+# token of its own (a whole Chinese clause would otherwise be one "word", and no copy of it could be seen).
+_CHARACTER_SCRIPTS = (
+    "\u3005\u3006\u3007\u303b"  # 々 〆 〇 〻
+    "\u3040-\u30ff"  # hiragana, katakana (with the prolonged sound mark)
+    "\u31f0-\u31ff"  # katakana phonetic extensions
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # CJK ideographs, extension A, compatibility
+    "\uff66-\uff9f"  # half-width katakana
+    "\U00020000-\U0003134f"  # CJK ideograph extensions B-G
+)
+_WORD_TOKEN_RE = re.compile(
+    rf"[{_CHARACTER_SCRIPTS}]|[^\W_{_CHARACTER_SCRIPTS}]+(?:'[^\W\d_{_CHARACTER_SCRIPTS}]+)?"
+)
+
+
 def _normalize_words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.replace("\u2019", "'").lower())
+    """The words of ``text`` as every text check of the gate compares them: the one place words are tokenised.
+
+    Unicode words, lower-cased (``"Наталья"`` gives ``"наталья"``), with an apostrophe inside a word kept
+    (``"don't"``); numbers are words of digits (``"48/2"`` gives ``"48"``, ``"2"``); punctuation and
+    ``_`` separate words. Han characters and kana are one token each, since those scripts do not put
+    spaces between words.
+
+    Example:
+        ```python
+        >>> _normalize_words("Natalia's 48/2 clips, Наталья, 娜塔莉亚")
+        ["natalia's", '48', '2', 'clips', 'наталья', '娜', '塔', '莉', '亚']
+        ```
+    """
+    return _WORD_TOKEN_RE.findall(text.replace("\u2019", "'").lower())
 
 
 @lru_cache(maxsize=16)
@@ -112,6 +140,52 @@ def _shared_runs(source: str, text: str, n: int) -> tuple[float, int]:
         return sum(mask)
 
     return covered(source_grams, len(source_words)) / len(source_words), covered(text_grams, len(text_words))
+
+
+def _lcs_length(reference: list[str], text: list[str]) -> int:
+    """Length of the longest common subsequence of two word lists (bit-parallel, Hyyro 2004)."""
+    if not reference or not text:
+        return 0
+    masks: dict[str, int] = {}
+    for position, word in enumerate(reference):
+        masks[word] = masks.get(word, 0) | (1 << position)
+    full = (1 << len(reference)) - 1
+    row = full
+    for word in text:
+        matches = row & masks.get(word, 0)
+        row = ((row + matches) | (row - matches)) & full
+    return len(reference) - bin(row).count("1")
+
+
+def reference_similarity(candidate: str, reference: str) -> float:
+    """Share of the reference's words that ``candidate`` keeps in the same order: how much of it is a copy.
+
+    The longest common subsequence of the two texts' words (:func:`_normalize_words`, so any language;
+    GSM8K ``<<...>>`` annotations removed on both sides), divided by the reference's word count. Unlike
+    verbatim runs of words, it is not defeated by editing a few words: each edited word of the
+    reference costs one word of the share. 1.0 for a copy, 0.0 when either text has no words.
+
+    Example:
+        ```python
+        >>> reference_similarity("Natalia sold 48/2 = 24 clips in the month of May.", "Natalia sold 48/2 = <<48/2=24>>24 clips in May.")
+        1.0
+        ```
+    """
+    reference_words = _normalize_words(strip_calculator_annotations(reference))
+    if not reference_words:
+        return 0.0
+    text_words = _normalize_words(strip_calculator_annotations(candidate))
+    return _lcs_length(reference_words, text_words) / len(reference_words)
+
+
+def is_reference_copy(candidate: str, reference: str) -> bool:
+    """Whether ``candidate`` is the reference itself once GSM8K annotations are removed from both and
+    whitespace is collapsed: the Rewriter labels such a target ``patch_source="copy"``, not a rewrite."""
+    if not isinstance(candidate, str) or not isinstance(reference, str):
+        return False
+    return " ".join(strip_calculator_annotations(candidate).split()) == " ".join(
+        strip_calculator_annotations(reference).split()
+    )
 
 
 def _repeated_line(text: str, min_words: int) -> str | None:

@@ -29,6 +29,21 @@ def test_rewrite_saves_the_patched_set_and_prints_a_summary(tiny_model_dir, gsm8
         main(["rewrite", "--dataset", str(gsm8k_jsonl), "--model", tiny_model_dir, "--output", str(out)])
 
 
+def test_rewrite_can_save_the_rejected_candidates(tiny_model_dir, gsm8k_jsonl, tmp_path, capsys):
+    from datasets import load_from_disk
+
+    out = tmp_path / "patched"
+    argv = ["rewrite", "--dataset", str(gsm8k_jsonl), "--model", tiny_model_dir, "--output", str(out), "--max-new-tokens", "8"]
+    assert main([*argv, "--dtype", "float32", "--save-rejected", "--rewrite-batch-size", "2"]) == 0
+    assert "patch_rejected" in capsys.readouterr().out
+    patched = load_from_disk(str(out))
+    assert patched.column_names[-1] == "patch_rejected"
+    # The tiny random model writes nothing the gate accepts: every row lists its one candidate.
+    for source, reason, rejected in zip(patched["patch_source"], patched["patch_reason"], patched["patch_rejected"]):
+        assert source == "fallback" and len(rejected) == 1
+        assert rejected[0]["reason"] == reason and set(rejected[0]) == {"text", "reason", "detail"}
+
+
 def test_rewrite_defaults_to_the_builtin_set(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["rewrite", "--model", tiny_model_dir, "--limit", "3", "--output", str(out), "--max-new-tokens", "4"]) == 0
@@ -161,3 +176,17 @@ def test_evaluate_with_lm_eval_tasks_and_a_base(tiny_model_dir, tmp_path, capsys
         assert metrics["lm_eval/arc_easy_tiny_lm_n"] == 4
         assert metrics["lm_eval/arc_easy_tiny_lm"] == pytest.approx(metrics["arc_easy_tiny"])  # the same items, the same conventions
     assert "forgetting_lm_eval/arc_easy_tiny_lm" in methods["model"]
+
+
+def test_rewrite_with_a_rewriter_naming_a_callable_verifier_needs_trust_remote_code(tiny_model_dir, gsm8k_jsonl, probe_module, tmp_path):
+    from hf_patchdist.rewriter import RewriterConfig
+    from hf_patchdist.verifiers import UntrustedVerifierError
+
+    folder = tmp_path / "rw"
+    RewriterConfig(base_model=tiny_model_dir, verifier={"name": "callable", "callable": probe_module.path}).save(folder)
+    command = ["rewrite", "--dataset", str(gsm8k_jsonl), "--rewriter", str(folder), "--max-new-tokens", "4", "--dtype", "float32"]
+    with pytest.raises(UntrustedVerifierError, match="--trust-remote-code"):
+        main([*command, "--output", str(tmp_path / "refused")])
+    assert not probe_module.imported() and not (tmp_path / "refused").exists()
+    assert main([*command, "--output", str(tmp_path / "patched"), "--trust-remote-code"]) == 0
+    assert probe_module.imported()

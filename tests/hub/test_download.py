@@ -183,3 +183,20 @@ def test_offline_with_nothing_cached_then_with_a_cache(hub, tiny_model_dir, monk
     requests = len(hub.requests)
     assert Rewriter.from_pretrained(REPO).source == REPO
     assert len(hub.requests) == requests, "offline: served from the cache, no request"
+
+
+def test_a_callable_verifier_from_the_hub_needs_trust_remote_code(hub, tiny_model_dir, probe_module, tmp_path):
+    from hf_patchdist.verifiers import UntrustedVerifierError
+
+    folder = tmp_path / "rw"
+    entry = {"name": "callable", "callable": probe_module.path}
+    RewriterConfig(base_model=tiny_model_dir, verifier=entry, generation=dict(GENERATION)).save(folder)
+    push_rewriter(folder, REPO)
+    with pytest.raises(UntrustedVerifierError, match=f"{probe_module.path}.*rewriter_config.json of {REPO}.*trust_remote_code=True"):
+        load(REPO)
+    assert not probe_module.imported()
+
+    rewriter = load(REPO, trust_remote_code=True, backend=StaticBackend(good_rewrite_for))
+    assert probe_module.imported()
+    patched = make_dataset("plain", GSM8K_ROWS[:2]).map(rewriter, batched=True)
+    assert patched["patch_source"] == ["rewrite", "rewrite"], "the probe's gate accepts every rewrite"

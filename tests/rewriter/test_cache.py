@@ -87,3 +87,29 @@ def test_loading_an_adapter_onto_a_given_model_keeps_the_key(adapter_dir, tiny_m
     assert getattr(rewriter.model, "peft_config", None), "the adapter is loaded now"
     assert rewriter.fingerprint() == before == first.rewriter_fingerprint
     assert rewriter.patch_dataset(dataset, cache_dir=cache).from_cache
+
+
+def test_shards_are_whole_batches_in_order():
+    from hf_patchdist.rewriter.sharding import shard_bounds
+
+    assert [shard_bounds(7, 2, 2, rank) for rank in (0, 1)] == [(0, 4), (4, 7)]
+    assert [shard_bounds(10, 2, 3, rank) for rank in (0, 1, 2)] == [(0, 4), (4, 8), (8, 10)]
+    assert [shard_bounds(3, 4, 2, rank) for rank in (0, 1)] == [(0, 3), (3, 3)], "a process may get nothing"
+    for rows, batch, processes in ((7, 2, 2), (100, 16, 8), (5, 1, 3), (0, 4, 2)):
+        bounds = [shard_bounds(rows, batch, processes, rank) for rank in range(processes)]
+        assert bounds[0][0] == 0 and bounds[-1][1] == rows
+        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:])), "contiguous, no row twice"
+        assert all(start % batch == 0 or start == rows for start, _ in bounds), "shards start on a one-process batch boundary"
+
+
+def test_the_key_holds_the_gate_version(tiny_model_dir, monkeypatch):
+    # A gate whose checks changed under an unchanged configuration must not reuse sets patched by the old one.
+    from hf_patchdist.rewriter import cache
+    from hf_patchdist.verifiers import GATE_VERSION
+
+    assert GATE_VERSION >= 2 and cache.CACHE_FORMAT_VERSION >= 2, "bumped with the gate of issue 14"
+    dataset = make_dataset("plain", ROWS)
+    rewriter = Rewriter(tiny_model_dir, **_options())
+    key = cache.patch_cache_key(dataset, rewriter, "fingerprint")
+    monkeypatch.setattr(cache, "GATE_VERSION", GATE_VERSION + 1)
+    assert cache.patch_cache_key(dataset, rewriter, "fingerprint") != key

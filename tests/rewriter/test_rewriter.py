@@ -4,6 +4,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import FORMATS, GOOD_REWRITES, GSM8K_ROWS, good_rewrite_for, make_dataset
 
 from hf_patchdist.formats import detect_dataset_format, read_example
@@ -199,8 +200,8 @@ def test_real_default_model_rewrites_gsm8k():
     for i in accepted:
         assert patched["answer"][i] != rows[i]["answer"]
         assert patched["answer"][i].strip().endswith(rows[i]["answer"].strip().splitlines()[-1]), "the same final line"
-    assert set(patched["patch_source"]) <= {"rewrite", "fallback"}
-    assert all(r == "" for s, r in zip(patched["patch_source"], patched["patch_reason"]) if s == "rewrite")
+    assert set(patched["patch_source"]) <= {"rewrite", "copy", "fallback"}
+    assert all(r == "" for s, r in zip(patched["patch_source"], patched["patch_reason"]) if s in ("rewrite", "copy"))
     assert all(r for s, r in zip(patched["patch_source"], patched["patch_reason"]) if s == "fallback")
     assert all(v > 0 for v in patched["patch_nll_original"])
 
@@ -260,3 +261,183 @@ def test_a_batch_of_missing_answers_keeps_its_rows(tiny_model):
     assert all(math.isnan(v) for v in patched["patch_nll_original"][:2] + patched["patch_nll_kept"][:2]), "no score: NaN, a float"
     assert all(v > 0 for v in patched["patch_nll_original"][2:])
     assert PatchStatistics.from_dataset(patched).original_nll == pytest.approx(sum(patched["patch_nll_original"][2:]) / 2)
+
+
+def _recording_loader(tiny_model, record_dir):
+    """A stand-in for load_model_and_tokenizer: the tiny CPU model, with the device it was asked for written down."""
+    import os
+
+    def load(name, *, device=None, **kwargs):
+        (record_dir / f"device-{os.getpid()}-{len(list(record_dir.iterdir()))}").write_text(str(device))
+        return tiny_model
+
+    return load
+
+
+@pytest.mark.parametrize("gpus", [0, 1, 2])
+def test_map_with_rank_places_worker_k_on_gpu_k(tiny_model, tiny_model_dir, tmp_path, monkeypatch, gpus):
+    import torch
+
+    import hf_patchdist.rewriter.rewriter as rewriter_module
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(rewriter_module, "load_model_and_tokenizer", _recording_loader(tiny_model, tmp_path))
+    rewriter = Rewriter(tiny_model_dir, backend=StaticBackend(good_rewrite_for), show_progress=False)
+    rewriter(make_dataset("plain")[:2], 1)  # what map(batched=True, with_rank=True) calls in worker 1
+    assert rewriter.device == ("cuda:1" if gpus == 2 else None), "CPU and one GPU keep the default device"
+    assert [p.read_text() for p in tmp_path.iterdir()] == [str(rewriter.device)]
+    mapped = Rewriter(tiny_model_dir, backend=StaticBackend(good_rewrite_for), show_progress=False)
+    make_dataset("plain").map(mapped, batched=True, with_rank=True)  # one process: datasets passes rank None
+    assert mapped.device is None
+
+
+def test_rewrite_with_num_proc_passes_the_rank(tiny_model, monkeypatch):
+    """Workers of a num_proc map must learn their rank (a forked torch worker cannot run here: 2 CPUs, OpenMP)."""
+    from datasets import Dataset
+
+    seen = {}
+    monkeypatch.setattr(Dataset, "map", lambda self, function, **kwargs: seen.update(kwargs))
+    rewriter = make_rewriter(tiny_model, good_rewrite_for)
+    rewriter.rewrite(make_dataset("plain"), num_proc=2)
+    assert seen["with_rank"] is True and seen["batched"] is True
+    seen.clear()
+    rewriter.rewrite(make_dataset("plain"))
+    assert "with_rank" not in seen
+
+
+def test_a_copy_of_the_expert_answer_is_labelled_copy_and_counted_apart(tiny_model):
+    def copy_or_rewrite(prompt):
+        if "Natalia" in prompt:  # the expert answer without its annotations: feasible, but no rewrite
+            return "Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 72 clips altogether in April and May.\n#### 72"
+        return good_rewrite_for(prompt) if "Weng" in prompt else "The answer is 5.\n#### 5"
+
+    patched = make_dataset("plain").map(make_rewriter(tiny_model, copy_or_rewrite), batched=True)
+    assert patched["patch_source"] == ["copy", "rewrite", "fallback", "fallback"]
+    stats = PatchStatistics.from_dataset(patched)
+    assert (stats.rows, stats.rewritten, stats.copied, stats.fallback) == (4, 1, 1, 2)
+    assert stats.acceptance_rate == 0.25
+    assert stats.accepted_nll == pytest.approx(patched["patch_nll_kept"][1]), "a copy is no accepted rewrite"
+    assert stats.fallback_reasons == {"no_reasoning": 1, "wrong_final_answer": 1}
+    assert "| copy of the expert answer (annotations removed) | 1 |" in stats.to_markdown()
+    assert "copies: 1" in stats.summary()
+    assert stats.to_log_dict()["patch/copied"] == 1.0
+
+
+def test_keep_rejected_keeps_each_rejected_candidate_across_batches(tiny_model):
+    from hf_patchdist.rewriter import REJECTED_COLUMN
+
+    def candidates(prompt):
+        if "Natalia" in prompt or "Weng" in prompt:  # first batch: every candidate feasible, nothing rejected
+            return [good_rewrite_for(prompt)] * 2
+        return ["The answer is 5.\n#### 5", good_rewrite_for(prompt)]
+
+    config = RewriterConfig(keep_rejected=True)
+    rewriter = make_rewriter(tiny_model, candidates, config=config, num_candidates=2)
+    dataset = make_dataset("plain")
+    # An all-empty batch, then struct lists: map cannot infer the type of the first, rewrite() passes it.
+    patched = rewriter.rewrite(dataset, batch_size=2)
+    assert patched.features[REJECTED_COLUMN] == rewriter.output_features(dataset)[REJECTED_COLUMN]
+    with_features = dataset.map(rewriter, batched=True, batch_size=2, features=rewriter.output_features(dataset))
+    assert with_features[REJECTED_COLUMN] == patched[REJECTED_COLUMN]
+    assert patched.column_names == dataset.column_names + list(PATCH_COLUMNS) + [REJECTED_COLUMN]
+    rejected = patched[REJECTED_COLUMN]
+    assert rejected[:2] == [[], []]
+    assert [len(r) for r in rejected[2:]] == [1, 1], "the feasible candidate of each row is not listed"
+    first = rejected[2][0]
+    assert first["text"] == "The answer is 5.\n#### 5" and first["reason"] == "no_reasoning" and first["detail"]
+    assert rejected[3][0]["reason"] == "wrong_final_answer"
+    assert patched["patch_source"] == ["rewrite"] * 4
+    # Off by default: no extra column.
+    plain = dataset.map(make_rewriter(tiny_model, candidates, num_candidates=2), batched=True, batch_size=2)
+    assert REJECTED_COLUMN not in plain.column_names
+
+
+# ---------------------------------------------------------------------------------------------- trust_remote_code
+
+
+def test_a_callable_verifier_from_a_config_needs_trust_remote_code(tiny_model, tiny_model_dir, probe_module, tmp_path):
+    from hf_patchdist.verifiers import UntrustedVerifierError
+
+    model, tokenizer = tiny_model
+    entry = {"name": "callable", "callable": probe_module.path}
+    with pytest.raises(UntrustedVerifierError, match=f"{probe_module.path}.*trust_remote_code"):
+        Rewriter(model, tokenizer, config=RewriterConfig(verifier=entry))
+    with pytest.raises(UntrustedVerifierError):
+        Rewriter(model, tokenizer, verifier=entry)
+    folder = tmp_path / "rw"
+    RewriterConfig(base_model=tiny_model_dir, verifier=entry).save(folder)
+    with pytest.raises(UntrustedVerifierError, match=f"rewriter_config.json of {folder}.*Nothing was imported"):
+        Rewriter.from_pretrained(folder, show_progress=False)
+    assert not probe_module.imported()
+
+    rewriter = Rewriter.from_pretrained(folder, trust_remote_code=True, show_progress=False, dtype="float32", device="cpu")
+    assert probe_module.imported() and rewriter.verifier.to_dict()["callable"] == probe_module.path
+    assert rewriter.trust_remote_code
+
+
+def test_a_verifier_function_given_in_python_needs_no_opt_in(tiny_model):
+    model, tokenizer = tiny_model
+
+    def last_word_matches(candidate, reference):
+        return candidate.split()[-1] == reference.split()[-1]
+
+    rewriter = Rewriter(model, tokenizer, verifier=last_word_matches, backend=StaticBackend(lambda p: "so it is 72"), show_progress=False)
+    patched = make_dataset("plain", [{"question": "q?", "answer": "it is 72"}]).map(rewriter, batched=True)
+    assert patched["patch_source"] == ["rewrite"]
+    assert rewriter.with_options(batch_size=2).verifier.fn is last_word_matches
+
+
+# ---------------------------------------------------------------------------------------------- length limits
+
+
+@pytest.fixture
+def short_context_model(tiny_model_dir):
+    """The tiny model with a 256-token context: GSM8K row 2's rewriting prompt (215 tokens) leaves 41 tokens,
+    fewer than its 68-token expert answer; the other rows' prompts (165-170 tokens) leave 86-91."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, max_position_embeddings=256, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_rows_that_cannot_fit_the_context_are_too_long_and_limits_stay_inside_it(short_context_model):
+    model, tokenizer = short_context_model
+    backend = StaticBackend(good_rewrite_for)
+    rewriter = Rewriter(model, tokenizer, backend=backend, show_progress=False)
+    patched = make_dataset("plain").map(rewriter, batched=True)
+    assert patched["patch_reason"] == ["", "", "too_long", ""]
+    assert patched["patch_source"] == ["rewrite", "rewrite", "fallback", "rewrite"]
+    assert patched["answer"][2] == GSM8K_ROWS[2]["answer"]
+    # Rows 0, 1 and 3 only, each limit min(1.5 x expert + 32, the room the context leaves after the prompt).
+    spec = detect_dataset_format(make_dataset("plain"))
+    examples = [read_example(row, spec) for row in GSM8K_ROWS]
+    rooms = [256 - len(tokenizer(rewriter.build_prompt(e), add_special_tokens=False)["input_ids"]) for e in examples]
+    limits = rewriter.token_limits(examples)
+    assert [room < limit for room, limit in zip(rooms, limits)] == [True] * 4, "the context, not the rule, decides"
+    assert backend.last_max_new_tokens == [rooms[0], rooms[1], rooms[3]]
+    assert PatchStatistics.from_dataset(patched).fallback_reasons == {"too_long": 1}
+
+
+def test_a_cap_below_the_expert_answer_is_too_long_not_truncated(tiny_model):
+    model, tokenizer = tiny_model
+    cut = StaticBackend(lambda p: "She sold 48/2 = 24 clips<truncated>")
+    for cap, reason in ((40, "too_long"), (320, "truncated")):  # the expert answers have 44-68 tokens
+        config = RewriterConfig(generation={"max_new_tokens": cap, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "batch_size": 4})
+        patched = make_dataset("plain").map(Rewriter(model, tokenizer, config=config, backend=cut, show_progress=False), batched=True)
+        assert patched["patch_reason"] == [reason] * 4
+
+
+def test_scoring_stops_at_the_models_context(short_context_model):
+    from hf_patchdist.scoring import QAScorer, render_qa_prompt
+
+    model, tokenizer = short_context_model
+    scorer = QAScorer(model, tokenizer)
+    assert scorer.max_length == 256
+    prompt = render_qa_prompt(tokenizer, "What is 2+3?")
+    prompt_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    long_answer = "2+3=5. " * 200
+    out = scorer.score([prompt, prompt, "word " * 300], [long_answer, "#### 5", "#### 5"])
+    assert out.num_tokens[0] == 256 - prompt_tokens and not math.isnan(out.nll[0])
+    assert out.num_tokens[1] == len(tokenizer("#### 5", add_special_tokens=False)["input_ids"])
+    assert out.num_tokens[2] == 0 and math.isnan(out.nll[2]), "a prompt that fills the context leaves nothing to score"
+    assert QAScorer(model, tokenizer, max_length=10**6).score([prompt], [long_answer]).num_tokens[0] > 256 - prompt_tokens

@@ -529,3 +529,89 @@ def test_cli_sft_patches_trains_and_saves(tiny_model_dir, tmp_path, monkeypatch,
     assert "## Distribution patch (hf-patchdist)" in (out / "README.md").read_text()
     with pytest.raises(SystemExit, match="--overwrite"):
         main(argv)
+
+
+# ---------------------------------------------------------------------- several processes
+@pytest.mark.slow  # about 60 s on 2 CPUs (two runs, one of them on two processes); `.ci/run` runs it
+def test_stage_ii_on_two_processes_generates_each_row_once_and_matches_one_process(tiny_model_dir, tmp_path):
+    """accelerate launch, 2 CPU processes (gloo): every row generated once, the same patched set everywhere,
+    equal to the one-process result (greedy, float32), the cache written once and then read by every process."""
+    script = REPO / "tests" / "scripts" / "stage_ii_under_accelerate.py"
+    accelerate = Path(sys.executable).parent / "accelerate"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(REPO)}
+    launch = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"]
+    runs = {}
+    for name, command in (("one", [sys.executable]), ("two", launch)):
+        folder = tmp_path / name
+        folder.mkdir()
+        done = subprocess.run([*command, str(script), tiny_model_dir, str(folder)], env={**env, "HF_DATASETS_CACHE": str(folder / "ds")},
+                              capture_output=True, text=True, cwd=REPO, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name] = [json.loads(p.read_text()) for p in sorted(folder.glob("rank-*.json"))]
+    (one,), (rank0, rank1) = runs["one"], runs["two"]
+    assert (one["processes"], rank0["processes"], rank1["processes"]) == (1, 2, 2)
+
+    def generated(run):
+        return [(row["prompt"], row["texts"]) for call in run["generated"] for row in call]
+
+    # 7 rows in batches of 2: rank 0 generates batches 1-2 (4 rows), rank 1 batches 3-4 (3 rows); nobody twice.
+    assert [len(call) for call in rank0["generated"]] == [2, 2] and [len(call) for call in rank1["generated"]] == [2, 1]
+    assert sorted(generated(rank0) + generated(rank1)) == sorted(generated(one)), "greedy texts as on one process"
+    assert len({prompt for prompt, _ in generated(one)}) == 7
+    assert rank0["patched"] == rank1["patched"] == one["patched"]
+    assert all(row["patch_rejected"] for row in one["patched"]), "the rejected candidates are gathered too"
+    assert rank0["trained_on"] == rank1["trained_on"] == one["trained_on"]
+    assert rank0["key"] == rank1["key"] == one["key"]
+    assert [p.name for p in (tmp_path / "two" / "patch_cache").iterdir()] == [rank0["key"]], "one cache entry, complete"
+    assert all(run["second_from_cache"] and run["second_construction_calls"] == 0 for run in (rank0, rank1))
+
+
+def test_a_rewriter_folder_naming_a_callable_verifier_needs_the_configs_trust_remote_code(tiny_model, tiny_model_dir, probe_module, tmp_path):
+    from hf_patchdist.rewriter import RewriterConfig
+    from hf_patchdist.verifiers import UntrustedVerifierError
+
+    model, tokenizer = tiny_model
+    folder = tmp_path / "rw"
+    generation = {"max_new_tokens": 4, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "batch_size": 4}
+    RewriterConfig(base_model=tiny_model_dir, verifier={"name": "callable", "callable": probe_module.path}, generation=generation).save(folder)
+    with pytest.raises(UntrustedVerifierError, match=f"{probe_module.path}.*trust_remote_code"):
+        build(tmp_path, str(folder), model=model, tokenizer=tokenizer, patch_use_cache=False)
+    assert not probe_module.imported()
+    trainer = build(tmp_path, str(folder), model=model, tokenizer=tokenizer, patch_use_cache=False, trust_remote_code=True)
+    assert probe_module.imported() and trainer.rewriter.verifier.to_dict()["callable"] == probe_module.path
+
+
+def test_rows_without_question_or_answer_are_dropped_from_sft_and_counted(tiny_model, tmp_path):
+    from hf_patchdist.patch_statistics import PatchStatistics
+
+    model, tokenizer = tiny_model
+    broken = [
+        {"question": GSM8K_ROWS[0]["question"], "answer": None},
+        {"question": "", "answer": GSM8K_ROWS[1]["answer"]},
+        {"question": GSM8K_ROWS[2]["question"], "answer": "   "},
+        {"question": None, "answer": GSM8K_ROWS[3]["answer"]},
+    ]
+    dataset = make_dataset("plain", [*GSM8K_ROWS, *broken])
+    with pytest.warns(UserWarning, match=r"4 of 8 training rows have no question or no answer") as record:
+        trainer = build(tmp_path, Rewriter(model, tokenizer, backend=StaticBackend(good_rewrite_for)), dataset, model=model, tokenizer=tokenizer)
+    assert len([w for w in record if "no question or no answer" in str(w.message)]) == 1
+    assert not [w for w in record if "plain SFT" in str(w.message)], "rewrites were accepted"
+    assert len(trainer.train_dataset) == len(GSM8K_ROWS)
+    assert all(row["completion"][0]["content"].strip() and row["prompt"][-1]["content"].strip() for row in trainer.train_dataset)
+    stats = trainer.patch_statistics
+    assert stats.rows == 8 and stats.rewritten == 4 and stats.dropped == 4
+    assert stats.to_log_dict()["patch/dropped"] == 4.0 and "dropped from SFT" in stats.summary()
+    assert len(trainer.patched_dataset) == 8, "the patched set keeps every row, with its reason"
+    assert PatchStatistics.from_dataset(trainer.patched_dataset).dropped == 4
+
+
+@pytest.mark.parametrize("fmt", ["messages", "conversational_prompt_completion"])
+def test_a_set_with_only_empty_rows_is_refused_and_no_accepted_rewrite_warns_plain_sft(fmt, tiny_model, tmp_path):
+    model, tokenizer = tiny_model
+    with pytest.warns(UserWarning, match=r"No rewrite was accepted for any of the 4 training rows.*plain SFT"):
+        trainer = build(tmp_path, Rewriter(model, tokenizer, backend=StaticBackend(lambda p: "I do not know.")), make_dataset(fmt), model=model, tokenizer=tokenizer)
+    assert len(trainer.train_dataset) == 4 and trainer.patch_statistics.rewritten == 0
+    empty = make_dataset("plain", [{"question": r["question"], "answer": ""} for r in GSM8K_ROWS])
+    with pytest.raises(ValueError, match="No training row has both a question and an answer"):
+        build(tmp_path, Rewriter(model, tokenizer, backend=StaticBackend(good_rewrite_for)), empty, model=model, tokenizer=tokenizer)

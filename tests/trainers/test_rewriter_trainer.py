@@ -9,6 +9,7 @@ import pytest
 from conftest import GOOD_REWRITES, GSM8K_ROWS, good_rewrite_for, make_dataset
 
 from hf_patchdist.generation import StaticBackend
+from hf_patchdist.rewards import completion_text
 from hf_patchdist.rewriter import REWRITER_CONFIG_NAME, Rewriter
 from hf_patchdist.trainers.rewriter_grpo_config import RewriterGRPOConfig
 from hf_patchdist.trainers.rewriter_trainer import RewriterTrainer, check_group_placement
@@ -29,14 +30,14 @@ def test_defaults_follow_the_paper(tmp_path):
     args = RewriterGRPOConfig(str(tmp_path), use_cpu=True)
     assert (args.beta, args.learning_rate, args.lambda_dist, args.lambda_div) == (0.001, 3e-6, 0.35, 0.5)
     assert (args.lora_r, args.lora_alpha, args.lora_target_modules) == (64, 32, "all-linear")
-    assert args.verifier == {"name": "math", "strict": True, "max_reference_copy": 0.9}
+    assert args.verifier == {"name": "math", "strict": True, "max_reference_copy": 0.7, "min_step_ratio": 0.6}
     assert args.generation_batch_size % args.num_generations == 0
 
 
 @pytest.mark.parametrize("fmt", ["plain", "messages"])
 def test_train_save_and_load_the_rewriter(tiny_model_dir, tmp_path, fmt):
     trainer = RewriterTrainer(model=tiny_model_dir, args=tiny_args(tmp_path / "out"), train_dataset=make_dataset(fmt))
-    assert set(trainer.train_dataset.column_names) == {"prompt", "question", "expert_answer", "patch_row_id"}
+    assert set(trainer.train_dataset.column_names) == {"prompt", "question", "expert_answer", "patch_row_id", "qa_context"}
     assert trainer.train_dataset[0]["prompt"][-1]["content"].startswith("Question:\n" + GSM8K_ROWS[0]["question"])
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "patch/feasible_fraction" in entry]
@@ -144,7 +145,7 @@ def test_a_saved_rewriter_keeps_the_stage_ii_gate(tiny_model, tmp_path):
     """The training gate minus its GRPO-only checks: a copy of the expert answer and trailing text pass in Stage II."""
     config = RewriterTrainer._build_rewriter_config(RewriterGRPOConfig(str(tmp_path), use_cpu=True), "smollm2-135m-instruct")
     training = get_verifier(GRPO_GATE).to_dict()
-    assert config.verifier == {**training, "strict": False, "max_reference_copy": None}
+    assert config.verifier == {**training, "strict": False, "max_reference_copy": None, "min_step_ratio": None}
     assert config.verifier["max_question_copy"] == training["max_question_copy"] is not None, "the other checks stay"
 
     row = GSM8K_ROWS[0]
@@ -153,10 +154,10 @@ def test_a_saved_rewriter_keeps_the_stage_ii_gate(tiny_model, tmp_path):
     assert [get_verifier(GRPO_GATE)(t, row["answer"], question=row["question"]).reason for t in (copy, trailing)] == [
         "copies_reference", "trailing_text"]
     model, tokenizer = tiny_model
-    for text, kept in ((copy, copy), (trailing, GOOD_REWRITES[72])):
+    for text, kept, source in ((copy, copy, "copy"), (trailing, GOOD_REWRITES[72], "rewrite")):
         rewriter = Rewriter(model, tokenizer, config=config, backend=StaticBackend([text]), show_progress=False)
         patched = make_dataset("plain", [row]).map(rewriter, batched=True)
-        assert patched["patch_source"] == ["rewrite"] and patched["answer"] == [kept]
+        assert patched["patch_source"] == [source] and patched["answer"] == [kept]
 
 
 def test_the_grpo_gate_zeroes_trailing_text_and_expert_copies_during_training(tiny_model_dir, tmp_path):
@@ -193,3 +194,188 @@ def test_the_grpo_gate_zeroes_trailing_text_and_expert_copies_during_training(ti
     log = next(entry for entry in trainer.state.log_history if "patch/feasible_fraction" in entry)
     assert log["patch/feasible_fraction"] == pytest.approx(4 / 8)
     assert log["patch/rejected/trailing_text"] == pytest.approx(2 / 8) and log["patch/rejected/copies_reference"] == pytest.approx(2 / 8)
+
+
+@pytest.mark.parametrize(
+    "args, state, refused",
+    [
+        (SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=3)), None, "DeepSpeed ZeRO-3"),
+        (SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=2)), None, None),
+        (SimpleNamespace(deepspeed_plugin=None, fsdp_plugin_args={"fsdp_version": 2}), None, "FSDP"),
+        (SimpleNamespace(), SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=3)), "DeepSpeed ZeRO-3"),
+        (SimpleNamespace(), SimpleNamespace(deepspeed_plugin=None, fsdp_plugin=object()), "FSDP"),
+        (SimpleNamespace(deepspeed_plugin=None, fsdp_plugin_args=None), SimpleNamespace(deepspeed_plugin=None, fsdp_plugin=None), None),
+    ],
+)
+def test_sharded_parameters_are_refused_with_what_works(args, state, refused):
+    from hf_patchdist.trainers.rewriter_trainer import check_parameter_sharding
+
+    if refused is None:
+        check_parameter_sharding(args, state)
+        return
+    with pytest.raises(ValueError, match=refused) as error:
+        check_parameter_sharding(args, state)
+    assert "DDP" in str(error.value) and "ZeRO-1/ZeRO-2" in str(error.value)
+
+
+def test_zero3_is_refused_at_construction_before_loading(tmp_path, monkeypatch):
+    import hf_patchdist.trainers.rewriter_trainer as module
+
+    monkeypatch.setattr(module, "load_model_and_tokenizer", lambda *a, **k: pytest.fail("loaded a model before refusing"))
+    args = tiny_args(tmp_path)
+    args.deepspeed_plugin = SimpleNamespace(zero_stage=3)  # what TrainingArguments(deepspeed=...) builds (needs DeepSpeed)
+    with pytest.raises(ValueError, match="does not support DeepSpeed ZeRO-3"):
+        RewriterTrainer(model="anything", args=args, train_dataset=make_dataset("plain"))
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # accelerate launch --use_fsdp
+    with pytest.raises(ValueError, match="does not support FSDP"):
+        RewriterTrainer(model="anything", args=tiny_args(tmp_path), train_dataset=make_dataset("plain"))
+
+
+def test_gate_reasons_reach_trls_completion_log(tiny_model_dir, tmp_path):
+    """log_completions=True: every completion's gate reason and detail land in TRL's completions parquet."""
+    import pandas as pd
+
+    copies = {k: strip_calculator_annotations(row["answer"]) for k, row in zip((72, 10), GSM8K_ROWS)}
+    texts = {"Natalia": [GOOD_REWRITES[72], copies[72]], "Weng": [copies[10], GOOD_REWRITES[10]]}
+    args = tiny_args(tmp_path / "out", max_steps=1, per_device_train_batch_size=8, log_completions=True, logging_steps=1)
+    trainer = RewriterTrainer(
+        model=tiny_model_dir, args=args, train_dataset=make_dataset("plain", GSM8K_ROWS[:2]), rollout_func=_fixed_rollout(texts)
+    )
+    trainer.train()
+    files = sorted((tmp_path / "out" / "completions").glob("*.parquet"))
+    assert files, "TRL wrote no completions table"
+    table = pd.read_parquet(files[-1])
+    assert {"gate_reason", "gate_detail"} <= set(table.columns)
+    # Conversational completions come back from parquet as arrays of message dicts.
+    by_text = {completion_text(list(c)).strip(): (r, d) for c, r, d in zip(table["completion"], table["gate_reason"], table["gate_detail"])}
+    for k in (72, 10):
+        assert by_text[GOOD_REWRITES[k]] == ("pass", "")
+        reason, detail = by_text[copies[k]]
+        assert reason == "copies_reference" and "expert answer" in detail
+
+
+def test_a_warm_started_peft_model_is_trained_with_the_reference_at_pi0(tiny_model_dir, tmp_path):
+    """A PeftModel is accepted (no second LoraConfig), and TRL's frozen copy of its adapter is not the KL reference."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from hf_patchdist.models import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(tiny_model_dir, dtype="float32", device="cpu")
+    torch.manual_seed(0)
+    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    warm = {n: p.detach().clone() for n, p in peft_model.named_parameters() if "lora_" in n}
+    args = tiny_args(tmp_path / "out", max_steps=1, beta=0.04, learning_rate=1e-2)
+    trainer = RewriterTrainer(model=peft_model, args=args, train_dataset=make_dataset("plain", GSM8K_ROWS[:2]), processing_class=tokenizer)
+    policy = trainer.accelerator.unwrap_model(trainer.model)
+    assert list(policy.peft_config) == ["default"], "no frozen 'ref' copy of the warm start: the reference is pi_0"
+    assert trainer.ref_model is None
+    trainer.train()
+    trained = {n: p for n, p in policy.named_parameters() if "lora_" in n}
+    assert set(trained) == set(warm)
+    assert any(not torch.equal(trained[n].detach(), warm[n]) for n in warm), "the given adapter is the one trained"
+
+    frozen = get_peft_model(load_model_and_tokenizer(tiny_model_dir, dtype="float32", device="cpu")[0], LoraConfig(r=2, target_modules=["q_proj"]))
+    for parameter in frozen.parameters():
+        parameter.requires_grad_(False)
+    with pytest.raises(ValueError, match="is_trainable=True"):
+        RewriterTrainer(model=frozen, args=tiny_args(tmp_path / "o2"), train_dataset=make_dataset("plain", GSM8K_ROWS[:2]), processing_class=tokenizer)
+
+
+def test_a_callable_gate_named_in_the_config_needs_trust_remote_code(tiny_model_dir, probe_module, tmp_path):
+    from hf_patchdist.verifiers import UntrustedVerifierError
+
+    entry = {"name": "callable", "callable": probe_module.path}
+    with pytest.raises(UntrustedVerifierError, match=f"{probe_module.path}.*trust_remote_code"):
+        tiny_args(tmp_path, verifier=json.dumps(entry))  # as --verifier or a YAML file gives it
+    assert not probe_module.imported()
+    args = tiny_args(tmp_path, verifier=entry, trust_remote_code=True)
+    assert probe_module.imported()
+    trainer = RewriterTrainer(model=tiny_model_dir, args=args, train_dataset=make_dataset("plain"))
+    assert trainer.reward_funcs[0].verifier.to_dict()["callable"] == probe_module.path
+    assert trainer.rewriter.verifier.to_dict()["callable"] == probe_module.path
+
+
+def ends_with_final_line(candidate, reference):
+    """A gate function of the user's own (module level: a saved rewriter records its import path)."""
+    return candidate.strip().endswith(reference.strip().splitlines()[-1])
+
+
+def test_a_gate_function_given_in_python_needs_no_opt_in(tiny_model_dir, tmp_path):
+    from hf_patchdist.verifiers import CallableVerifier
+
+    trainer = RewriterTrainer(model=tiny_model_dir, args=tiny_args(tmp_path, verifier=CallableVerifier(ends_with_final_line)), train_dataset=make_dataset("plain"))
+    assert trainer.reward_funcs[0].verifier.fn is ends_with_final_line
+    assert trainer.rewriter.verifier.fn is ends_with_final_line
+
+
+@pytest.mark.parametrize("fmt", ["messages", "conversational_prompt_completion"])
+def test_grpo_scores_the_nll_under_the_same_qa_context_as_stage_ii(tiny_model_dir, tmp_path, fmt):
+    """System prompt / earlier turns: r_dist must rank rewrites by the NLL that Stage II selects by."""
+    from hf_patchdist.formats import detect_dataset_format, read_example
+
+    dataset = make_dataset(fmt)
+    trainer = RewriterTrainer(model=tiny_model_dir, args=tiny_args(tmp_path), train_dataset=dataset)
+    reward = trainer.reward_funcs[0]
+    spec = detect_dataset_format(dataset)
+    stage_ii = Rewriter(trainer.model, trainer.processing_class, show_progress=False)
+    for index, row in enumerate(trainer.train_dataset):
+        example = read_example(dataset[index], spec)
+        assert example.context, "the data set has context turns"
+        candidate = GOOD_REWRITES[int(example.answer.split("####")[-1])]
+        # What TRL passes a reward: every data set column but the prompt, as lists.
+        columns = {key: [value] for key, value in row.items() if key != "prompt"}
+        grpo_nll = reward.evaluate([candidate], **{k: columns[k] for k in ("question", "expert_answer", "patch_row_id", "qa_context")}).nll[0]
+        stage_ii_nll = stage_ii.scorer.score([stage_ii.qa_prompt(example)], [candidate]).nll[0]
+        bare_nll = stage_ii.scorer.score([stage_ii.qa_prompt(type(example)(example.question, None))], [candidate]).nll[0]
+        assert grpo_nll == stage_ii_nll
+        assert abs(grpo_nll - bare_nll) > 1e-5, "the context changes the NLL, so the test can tell the two apart"
+        reward(prompts=[row["prompt"]], completions=[candidate], **columns)
+        assert reward.last_components["r_task"] == [1.0]
+
+
+def test_rows_whose_prompt_and_completion_do_not_fit_the_context_are_left_out_as_too_long(tiny_model_dir, tmp_path, caplog):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # GSM8K's rewriting prompts have 165-215 tokens; with 12 completion tokens only row 2 (215) passes 220.
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, max_position_embeddings=220)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    with caplog.at_level("WARNING"):
+        trainer = RewriterTrainer(model=model, processing_class=tokenizer, args=tiny_args(tmp_path), train_dataset=make_dataset("plain"))
+    assert trainer.skipped_rows == {"too_long": 1}
+    assert trainer.train_dataset["patch_row_id"] == [0, 1, 3]
+    assert "too_long" in caplog.text
+
+
+def test_a_backbone_given_by_name_is_loaded_with_model_init_kwargs_for_the_training_device(tiny_model_dir, tmp_path, monkeypatch):
+    import torch
+
+    import hf_patchdist.trainers.rewriter_trainer as module
+
+    trainer = RewriterTrainer(
+        model=tiny_model_dir,
+        args=tiny_args(tmp_path, model_init_kwargs={"dtype": "bfloat16", "attn_implementation": "eager"}),
+        train_dataset=make_dataset("plain"),
+    )
+    backbone = trainer.accelerator.unwrap_model(trainer.model).get_base_model()
+    assert backbone.dtype == torch.bfloat16 and backbone.config._attn_implementation == "eager"
+    assert trainer.args.model_init_kwargs == {"dtype": "bfloat16", "attn_implementation": "eager"}, "the user's dict is not changed"
+
+    # On a GPU host the dtype and placement are chosen for the GPU, not for the CPU the weights are read on.
+    class Loaded(Exception):
+        pass
+
+    seen = {}
+
+    def record(name, **kwargs):
+        seen.update(kwargs)
+        raise Loaded
+
+    args = tiny_args(tmp_path)
+    assert args.device.type == "cpu"  # sets up the process state, as on any host
+    monkeypatch.setattr(module, "load_model_and_tokenizer", record)
+    monkeypatch.setattr(RewriterGRPOConfig, "device", property(lambda self: torch.device("cuda", 0)))
+    with pytest.raises(Loaded):
+        RewriterTrainer(model=tiny_model_dir, args=args, train_dataset=make_dataset("plain"))
+    assert seen["device"] == "cuda:0" and seen["device_map"] == "auto" and seen["trust_remote_code"] is False
+    assert "dtype" not in seen, "'auto': bfloat16 where cuda:0 computes it (load_model_and_tokenizer decides for `device`)"

@@ -7,7 +7,7 @@ import re
 import pytest
 from .verifier_cases import BETTY, GSM8K_ROWS, NATALIA, NATALIA_REWRITE, TRAIN_800, WENG
 
-from hf_patchdist.verifiers import MathVerifier, VerificationResult, extract_math_answer, math_answers_equal
+from hf_patchdist.verifiers import GRPO_GATE, MathVerifier, VerificationResult, extract_math_answer, get_verifier, math_answers_equal
 
 # ---------------------------------------------------------------------------------------------
 # Expert answers and real rewrites
@@ -252,3 +252,57 @@ def test_train_800_expert_answers_pass_with_and_without_annotations(index):
 def test_invalid_math_options(kwargs):
     with pytest.raises((ValueError, TypeError)):
         MathVerifier(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "candidate",
+    [
+        "72 + 0 = 72\n#### 72",
+        "72 * 1 = 72\n#### 72",
+        "So 0 + 72 = 72 clips.\n#### 72",
+        "72 / 1 = 72\n#### 72",
+        "72 = 72\n#### 72",
+        "<<72+0=72>>72 clips\n#### 72",
+    ],
+)
+def test_identity_steps_are_not_reasoning(candidate):
+    result = MathVerifier(min_length_ratio=0)(candidate, NATALIA["answer"])
+    assert result.reason == "no_reasoning", (result.reason, result.detail)
+
+
+def test_identity_detection_leaves_real_steps_and_clock_times():
+    assert MathVerifier._count_reasoning_steps("So 3 + 0 * 5 = 3 and 48 + 24 = 72.") == 1
+    assert MathVerifier._count_reasoning_steps("His flight took 10:00-00:00 = 10 hours.") == 1
+    assert MathVerifier._count_reasoning_steps("48 / 2 = 24 clips.\n24 + 0 = 24.\n48 + 24 = 72.") == 2
+
+
+def test_step_count_relative_to_the_expert():
+    skipped = "48 + 24 = 72 clips.\n#### 72"
+    assert MathVerifier()(skipped, NATALIA["answer"]).passed  # one step is enough without the ratio
+    result = MathVerifier(min_step_ratio=0.6)(skipped, NATALIA["answer"])
+    assert result.reason == "too_few_steps", (result.reason, result.detail)
+    assert "expert answer's 2" in result.detail
+    assert MathVerifier(min_step_ratio=0.6)(NATALIA_REWRITE, NATALIA["answer"]).passed
+    one_sentence = "12 / 60 = 0.2 dollars a minute, and 0.2 * 50 = 10 dollars in all.\n#### 10"
+    assert MathVerifier(min_step_ratio=1.0)(one_sentence, WENG["answer"]).passed, "two equations are two steps"
+    # A step merged out of three is allowed at 0.6 (2 of 3 required).
+    expert = GSM8K_ROWS[2]["answer"]  # Betty: three steps
+    merged = "Betty has 100 / 2 = 50 dollars.\nShe still needs 100 - 50 - 15 - 15 * 2 = 5 dollars.\n#### 5"
+    assert MathVerifier(min_step_ratio=0.6)(merged, expert).passed
+    with pytest.raises(ValueError, match="min_step_ratio"):
+        MathVerifier(min_step_ratio=1.5)
+
+
+def test_grpo_gate_closes_the_natalia_leaks():
+    grpo = get_verifier(GRPO_GATE)
+    question = NATALIA["question"]
+    leaks = {
+        "72 + 0 = 72\n#### 72": "no_reasoning",
+        "48 + 24 = 72\n#### 72": "too_few_steps",
+        NATALIA["answer"]: "copies_reference",  # annotations left in
+        NATALIA["answer"].replace("clips in May", "pins in May").replace("altogether", "overall"): "copies_reference",
+    }
+    for candidate, reason in leaks.items():
+        result = grpo(candidate, NATALIA["answer"], question=question)
+        assert result.reason == reason, (candidate, result.reason, result.detail)
+    assert grpo(NATALIA_REWRITE, NATALIA["answer"], question=question).passed

@@ -45,7 +45,7 @@ from hf_patchdist.verifiers import (
 def test_get_verifier_round_trip(verifier):
     config = verifier.to_dict()
     assert config["name"] == verifier.name
-    rebuilt = get_verifier(json.loads(json.dumps(config)))
+    rebuilt = get_verifier(json.loads(json.dumps(config)), trust_remote_code=True)  # callable: an import path
     assert type(rebuilt) is type(verifier)
     assert rebuilt == verifier
     assert rebuilt.to_dict() == config
@@ -88,3 +88,30 @@ def test_custom_verifier_registers_itself():
         assert get_verifier(verifier.to_dict()) == verifier
     finally:
         VERIFIERS.pop("test_yes_no", None)
+
+
+# ---------------------------------------------------------------------------------------------- trust_remote_code
+
+
+@pytest.mark.parametrize("key", ["callable", "fn"])
+def test_a_callable_named_in_a_dict_is_refused_before_anything_is_imported(probe_module, key):
+    from hf_patchdist.verifiers import UntrustedVerifierError
+
+    for path in ("os:system", "pydoc:pipepager", probe_module.path):
+        with pytest.raises(UntrustedVerifierError, match=f"{path}.*Nothing was imported.*trust_remote_code=True"):
+            get_verifier({"name": "callable", key: path})
+    with pytest.raises(UntrustedVerifierError):
+        get_verifier({"name": "CALLABLE", key: probe_module.path, "strict": True})
+    assert not probe_module.imported()
+
+
+def test_a_trusted_dict_or_a_python_function_builds_the_callable_verifier(probe_module):
+    verifier = get_verifier({"name": "callable", "callable": probe_module.path}, trust_remote_code=True)
+    assert probe_module.imported()
+    assert isinstance(verifier, CallableVerifier) and verifier.to_dict()["callable"] == probe_module.path
+    # A function object is the user's own code: no opt-in, and its dict round-trips once trusted.
+    python = get_verifier(ends_with_reference)
+    assert python("the answer is paris", "paris").passed
+    assert CallableVerifier("verifiers.verifier_cases:ends_with_reference").fn is ends_with_reference
+    # Built-in verifiers never need it.
+    assert get_verifier({"name": "regex", "pattern": "x"}) == RegexVerifier("x")

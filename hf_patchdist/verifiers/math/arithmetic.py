@@ -267,6 +267,51 @@ def _has_operator(node: tuple) -> bool:
     return False
 
 
+def _is_literal_value(node: tuple, value: float) -> bool:
+    literal = _single_literal(node)
+    return literal is not None and literal[0] == "num" and not literal[2] and literal[1] == value
+
+
+def _without_identities(node: tuple) -> tuple:
+    """``node`` with every identity operation removed: ``a + 0``, ``0 + a``, ``a - 0``, ``a * 1``,
+    ``1 * a``, ``a / 1``, ``a ^ 1`` become ``a``."""
+    kind = node[0]
+    if kind == "num":
+        return node
+    if kind in ("neg", "paren"):
+        return (kind, _without_identities(node[1]))
+    _, op, left, right = node
+    left, right = _without_identities(left), _without_identities(right)
+    if (op in "+-" and _is_literal_value(right, 0.0)) or (op in "*/^" and _is_literal_value(right, 1.0)):
+        return left
+    if (op == "+" and _is_literal_value(left, 0.0)) or (op == "*" and _is_literal_value(left, 1.0)):
+        return right
+    return ("bin", op, left, right)
+
+
+def _is_identity(node: tuple) -> bool:
+    """An expression whose every operation is an identity (``72 + 0``, ``72 * 1``, ``(72 / 1) + 0``): it computes nothing."""
+    return _has_operator(node) and not _has_operator(_without_identities(node))
+
+
+def _only_identity_arithmetic(line: str) -> bool:
+    """Whether the arithmetic of a normalised line is identities only ("72 + 0 = 72", "So 72 * 1 = 72"),
+    at least one: a line that computes nothing is no reasoning step."""
+    found = False
+    for tokens, _run_start in _tokenize_runs(line):
+        if any(tok.code for tok in tokens):
+            continue  # "10:00-00:00": clock times, not "00 - 0"
+        bounds = [-1, *(i for i, tok in enumerate(tokens) if tok.kind == "eq"), len(tokens)]
+        for start, end in zip(bounds, bounds[1:]):
+            node = _Parser(tokens[start + 1 : end]).parse()
+            if node is None or not _has_operator(node):
+                continue
+            if not _is_identity(node):
+                return False
+            found = True
+    return found
+
+
 def _single_literal(node: tuple) -> tuple | None:
     """The number node of ``12``, ``-12`` or ``(12)``, else None."""
     if node[0] == "num":

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -22,7 +23,7 @@ from ..base import VerificationResult, Verifier, _fail
 from ..final_answer import _locate_final_line
 from ..text_checks import ANNOTATION_RE, _close, _numbers_in, _shared_runs, strip_calculator_annotations, _word_count
 from .answers import _MATH_KINDS, _numeric_value, extract_math_answer, math_answers_equal
-from .arithmetic import _format_number, _normalize_math_line
+from .arithmetic import _format_number, _normalize_math_line, _only_identity_arithmetic
 from .derivation import _derived_results, _is_result, _stated_in_conclusion
 from .equations import _equations_in_line, _first_wrong_equation, _intermediate_results, _repeated_equation
 
@@ -95,6 +96,12 @@ class MathVerifier(Verifier):
             answer). ``0`` disables the check.
         min_intermediate_recall: When set, the minimum fraction of the expert's intermediate results
             (right sides of its equations) that must appear as numbers in the candidate.
+        min_step_ratio: When set, the candidate needs at least ``ceil(min_step_ratio * n)``
+            arithmetic steps (counted as for ``min_reasoning_steps``), ``n`` being the expert answer's,
+            else it fails with ``"too_few_steps"``: "48 + 24 = 72" is one step where the expert
+            computed 48 / 2 = 24 first. The candidate's count is the larger of its sentences with a
+            step and the distinct results of its equations (two equations in one sentence are two
+            steps). 0.6 lets a rewrite merge one step in three.
         reject_repeated_equations: Fail with ``"repeated_equation"`` when the same equation is
             written on two lines, unless the expert answer repeats it too (a rewriter that repeats
             its last step gets a longer, cheaper target without more reasoning).
@@ -129,6 +136,7 @@ class MathVerifier(Verifier):
         min_length_ratio: float = 0.25,
         min_intermediate_recall: float | None = None,
         reject_repeated_equations: bool = True,
+        min_step_ratio: float | None = None,
         **gate_options: Any,
     ) -> None:
         super().__init__(strict=strict, **gate_options)
@@ -147,6 +155,9 @@ class MathVerifier(Verifier):
         self.min_length_ratio = float(min_length_ratio)
         self.min_intermediate_recall = None if min_intermediate_recall is None else float(min_intermediate_recall)
         self.reject_repeated_equations = bool(reject_repeated_equations)
+        if min_step_ratio is not None and not 0 <= min_step_ratio <= 1:
+            raise ValueError(f"min_step_ratio must be in [0, 1] or None, got {min_step_ratio}")
+        self.min_step_ratio = None if min_step_ratio is None else float(min_step_ratio)
 
     def final_answer_end(self, text: str, final: bool = False) -> int | None:
         """Index after the final-answer line (``####``, ``\\boxed{}``, "The answer is X"), or None.
@@ -175,6 +186,7 @@ class MathVerifier(Verifier):
             "min_length_ratio": self.min_length_ratio,
             "min_intermediate_recall": self.min_intermediate_recall,
             "reject_repeated_equations": self.reject_repeated_equations,
+            "min_step_ratio": self.min_step_ratio,
         }
 
     def _check(self, text: str, reference: str, question: str | None) -> VerificationResult:
@@ -196,7 +208,7 @@ class MathVerifier(Verifier):
             repeated = _repeated_equation(text, reference)
             if repeated is not None:
                 return _fail("repeated_equation", text, f"{repeated} is written on two lines")
-        if self.min_reasoning_steps:
+        if self.min_reasoning_steps or self.min_step_ratio:
             steps = self._count_reasoning_steps(text[: located.start])
             if steps < self.min_reasoning_steps:
                 return _fail(
@@ -204,6 +216,20 @@ class MathVerifier(Verifier):
                     text,
                     f"{steps} arithmetic step(s) before the final answer, {self.min_reasoning_steps} required",
                 )
+            if self.min_step_ratio:
+                reference_final = _locate_final_line(reference, _MATH_KINDS, final=True)
+                reference_steps = self._count_reasoning_steps(reference[: reference_final.start] if reference_final else reference)
+                required = math.ceil(self.min_step_ratio * reference_steps - 1e-9)
+                # Two computations in one sentence ("12 / 60 = 0.2, and 0.2 * 50 = 10") are two steps here: the
+                # candidate's count is also the number of distinct results of its equations.
+                steps = max(steps, len(_intermediate_results(text[: located.start])))
+                if steps < required:
+                    return _fail(
+                        "too_few_steps",
+                        text,
+                        f"{steps} arithmetic step(s) before the final answer, {required} required "
+                        f"({self.min_step_ratio:g} x the expert answer's {reference_steps})",
+                    )
         if self.require_derived_answer:
             # The reasoning, and the box of "48 + 24 = \\boxed{72}" (but not "The answer = 72").
             worked = text[: located.end] if located.kind == "boxed" else text[: located.start]
@@ -258,17 +284,23 @@ class MathVerifier(Verifier):
         an arithmetic expression ``a op b`` (``+ - * / x × ÷ ^``, the words "times", "plus",
         "minus", "multiplied by", "divided by"; unit words between the numbers are allowed), or an
         algebra step with one-letter unknowns ("4 * x + 600 = 10000", "9m = 27"). A number alone is
-        not a step: "he pays $55, which is 10% of his income" states, it does not compute.
+        not a step: "he pays $55, which is 10% of his income" states, it does not compute; nor is a
+        sentence whose only arithmetic is identities ("72 + 0 = 72", "72 * 1 = 72", "72 = 72").
         """
         steps = 0
         for sentence in _SENTENCE_SPLIT_RE.split(body):
             if not sentence.strip():
                 continue
-            if any(_EXPRESSION_RE.search(a.group(0)) for a in ANNOTATION_RE.finditer(sentence)):
+            if any(
+                _EXPRESSION_RE.search(a.group(0)) and not _only_identity_arithmetic(_normalize_math_line(a.group(0)[2:-2]))
+                for a in ANNOTATION_RE.finditer(sentence)
+            ):
                 steps += 1
                 continue
             visible = strip_calculator_annotations(sentence)
             normalized = _normalize_math_line(visible)
+            if _only_identity_arithmetic(normalized):
+                continue  # "72 + 0 = 72", "72 * 1 = 72": computes nothing
             if (
                 _EXPRESSION_RE.search(normalized)
                 or ("=" in normalized and (_ALGEBRA_STEP_RE.search(normalized) or _UNIT_STEP_RE.search(normalized)))

@@ -1,0 +1,233 @@
+"""Does the gate still accept the expert answers? Verify every GSM8K expert answer against itself, before and after.
+
+Each expert answer is verified as a candidate against itself (its question given) through three gates:
+
+* ``stage_ii``: :func:`~hf_patchdist.verifiers.stage_ii_gate` of :data:`~hf_patchdist.verifiers.GRPO_GATE`, the
+  gate of the Rewriter;
+* ``grpo``: :data:`~hf_patchdist.verifiers.GRPO_GATE` itself, whose copy check must fail every one of them (a
+  candidate that is the expert answer is the cheapest feasible candidate of GRPO, not a rewrite);
+* ``grpo_without_copy``: the GRPO gate with its copy check off (``max_reference_copy=None``): every other check
+  of the GRPO gate, which an expert answer should pass.
+
+The same is computed by the gate of a baseline commit (``--baseline``, default ``main``), run in a subprocess on
+a ``git archive`` of that commit, so that both verdicts come from one run; the result lists every verdict that
+changed, by gate and by (old reason, new reason), with examples. A verdict that changes on an expert answer is a
+false rejection unless there is a reason it is right.
+
+The accepted rewrites stored by ``benchmarks/rewriter_vs_prompted.py`` (``--rewrites``; prompted and RL rewriter,
+GSM8K ``train[800:1000]``, accepted by the Stage II gate of their day) are verified against their expert answers by
+the same gates, before and after, every changed verdict listed: what the changed gate does to real candidates.
+
+Goals (``meets_goal``; each part in ``goals``): under the GRPO gate every expert answer fails as a copy
+(``copies_reference``); under the Stage II gate and the GRPO gate without its copy check, at most 1% of the
+expert answers change verdict against the baseline; and the leak examples of issue 14 (``LEAKS`` below) all fail
+the GRPO gate. Control, in the same run: the baseline gate passes at least one leak example
+(``goals["control_baseline_passes_a_leak"]``), or the leak goal could not tell a fixed gate from an unchanged one.
+
+Prints one JSON object on its last line and writes the same object to ``benchmarks/results/gate_self_check.json``.
+
+    python benchmarks/gate_self_check.py                       # all 8,792 answers, baseline main
+    python benchmarks/gate_self_check.py --limit 500 --baseline 66c9efe
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ("/work/shared/data/gsm8k/train.jsonl", "/work/shared/data/gsm8k/test.jsonl")
+DEFAULT_OUTPUT = REPO / "benchmarks" / "results" / "gate_self_check.json"
+DEFAULT_REWRITES = REPO / "benchmarks" / "results" / "rewriter_vs_prompted_examples.json"
+MAX_CHANGED_SHARE = 0.01
+EXAMPLES_PER_CHANGE = 5
+
+NATALIA_QUESTION = (
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May?"
+)
+NATALIA_ANSWER = (
+    "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+    "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72"
+)
+LEAKS = {
+    "identity_step": "72 + 0 = 72\n#### 72",
+    "skipped_intermediate_step": "48 + 24 = 72\n#### 72",
+    "two_words_edited": (
+        "Natalia sold 48/2 = 24 clips in the month of May.\n"
+        "Natalia sold 48+24 = 72 clips in total in April and May.\n#### 72"
+    ),
+    "annotations_left_in": NATALIA_ANSWER,
+}
+"""Candidates for the GSM8K "Natalia" row that passed the GRPO gate of issue 14."""
+
+
+def gates() -> dict[str, dict]:
+    from hf_patchdist.verifiers import GRPO_GATE, stage_ii_gate
+
+    return {
+        "stage_ii": stage_ii_gate(GRPO_GATE),
+        "grpo": dict(GRPO_GATE),
+        "grpo_without_copy": {**GRPO_GATE, "max_reference_copy": None},
+    }
+
+
+def verdicts(rows: list[dict], rewrites: list[dict]) -> dict:
+    """Verdicts of the imported package's gates: {gate: [reason or "" per row]}, the same for the rewrites
+    (candidate against its expert answer), and the leaks under the GRPO gate."""
+    from hf_patchdist.verifiers import get_verifier
+
+    out: dict = {"gates": {}, "rewrites": {}, "leaks": {}, "seconds": {}}
+    for name, gate in gates().items():
+        verifier = get_verifier(gate)
+        start = time.perf_counter()
+        out["gates"][name] = [verifier(r["answer"], r["answer"], question=r["question"]).reason for r in rows]
+        out["seconds"][name] = round(time.perf_counter() - start, 2)
+        out["rewrites"][name] = [verifier(r["candidate"], r["answer"], question=r["question"]).reason for r in rewrites]
+    grpo = get_verifier(gates()["grpo"])
+    out["leaks"] = {name: grpo(text, NATALIA_ANSWER, question=NATALIA_QUESTION).reason for name, text in LEAKS.items()}
+    return out
+
+
+def read_rows(paths: list[str], limit: int | None) -> list[dict]:
+    rows = []
+    for path in paths:
+        with open(path) as handle:
+            for index, line in enumerate(handle):
+                if line.strip():
+                    row = json.loads(line)
+                    rows.append({"file": Path(path).name, "index": index, "question": row["question"], "answer": row["answer"]})
+    return rows[:limit] if limit else rows
+
+
+def read_rewrites(path: str | None, rows: list[dict]) -> list[dict]:
+    """The accepted rewrites of ``benchmarks/results/rewriter_vs_prompted_examples.json`` with their expert answers."""
+    if not path or not Path(path).is_file():
+        return []
+    expert = {row["question"]: row["answer"] for row in rows}
+    rewrites = []
+    for rewriter, examples in json.loads(Path(path).read_text()).items():
+        for example in examples:
+            if example["question"] in expert:
+                rewrites.append(
+                    {"rewriter": rewriter, "question": example["question"], "candidate": example["answer"], "answer": expert[example["question"]]}
+                )
+    return rewrites
+
+
+def baseline_verdicts(commit: str, args: argparse.Namespace) -> tuple[dict, str]:
+    """Run this script's ``--verdicts-only`` mode on a ``git archive`` of ``commit``."""
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", commit], check=True, capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "baseline.tar"
+        subprocess.run(["git", "-C", str(REPO), "archive", "-o", str(archive), sha, "hf_patchdist"], check=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        out = Path(tmp) / "verdicts.json"
+        command = [sys.executable, __file__, "--verdicts-only", str(out), "--limit", str(args.limit or 0), "--rewrites", args.rewrites, "--data", *args.data]
+        subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": tmp})
+        return json.loads(out.read_text()), sha
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", nargs="+", default=list(DEFAULT_DATA), help="GSM8K JSONL files (default train and test)")
+    parser.add_argument("--limit", type=int, default=0, help="Only the first N answers (0: all)")
+    parser.add_argument("--baseline", default="main", help="Commit whose gate gives the verdicts before (default main)")
+    parser.add_argument("--rewrites", default=str(DEFAULT_REWRITES), help="Accepted rewrites to verify against their expert answers too")
+    parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
+    parser.add_argument("--verdicts-only", default=None, help=argparse.SUPPRESS)  # the baseline child
+    args = parser.parse_args(argv)
+    rows = read_rows(args.data, args.limit or None)
+    rewrites = read_rewrites(args.rewrites, read_rows(args.data, None))
+    if args.verdicts_only:
+        Path(args.verdicts_only).write_text(json.dumps(verdicts(rows, rewrites)))
+        return {}
+
+    sys.path.insert(0, str(REPO))
+    start = time.perf_counter()
+    before, baseline_sha = baseline_verdicts(args.baseline, args)
+    after = verdicts(rows, rewrites)
+    rewrite_changes = {}
+    for name in after["rewrites"]:
+        old, new = before["rewrites"].get(name, []), after["rewrites"][name]
+        changed = [
+            {"rewriter": r["rewriter"], "before": a or "pass", "after": b or "pass", "candidate": r["candidate"], "expert_answer": r["answer"]}
+            for r, a, b in zip(rewrites, old, new)
+            if a != b
+        ]
+        rewrite_changes[name] = {
+            "passed_before": sum(not r for r in old),
+            "passed_after": sum(not r for r in new),
+            "changes": dict(Counter(f"{c['before']} -> {c['after']}" for c in changed).most_common()),
+            "changed": changed,
+        }
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "hf_patchdist"], capture_output=True, text=True).stdout.strip())
+
+    per_gate = {}
+    for name in after["gates"]:
+        old, new = before["gates"].get(name), after["gates"][name]
+        if old is None:
+            continue
+        changes: Counter = Counter()
+        examples: dict[str, list] = {}
+        for row, a, b in zip(rows, old, new):
+            if a != b:
+                key = f"{a or 'pass'} -> {b or 'pass'}"
+                changes[key] += 1
+                if len(examples.setdefault(key, [])) < EXAMPLES_PER_CHANGE:
+                    examples[key].append({"file": row["file"], "index": row["index"], "answer": row["answer"]})
+        per_gate[name] = {
+            "passed_before": sum(not r for r in old),
+            "passed_after": sum(not r for r in new),
+            "reasons_after": dict(Counter(r or "pass" for r in new).most_common()),
+            "changed": sum(changes.values()),
+            "changed_share": round(sum(changes.values()) / len(rows), 5) if rows else 0.0,
+            "changes": dict(changes.most_common()),
+            "examples": examples,
+        }
+    goals = {
+        "grpo_fails_every_copy": all(r == "copies_reference" for r in after["gates"]["grpo"]),
+        "stage_ii_changed_at_most_1pct": per_gate["stage_ii"]["changed_share"] <= MAX_CHANGED_SHARE,
+        "grpo_without_copy_changed_at_most_1pct": per_gate["grpo_without_copy"]["changed_share"] <= MAX_CHANGED_SHARE,
+        "every_leak_fails": all(after["leaks"].values()),
+        "control_baseline_passes_a_leak": not all(before["leaks"].values()),
+    }
+    result = {
+        "benchmark": "gate_self_check",
+        "data": args.data,
+        "answers": len(rows),
+        "baseline_commit": baseline_sha,
+        "commit": head,
+        "uncommitted_changes": dirty,
+        "gates": gates(),
+        "meets_goal": all(goals.values()),
+        "goals": goals,
+        "max_changed_share": MAX_CHANGED_SHARE,
+        "leaks_before": before["leaks"],
+        "leaks_after": after["leaks"],
+        "per_gate": per_gate,
+        "rewrites": {"source": args.rewrites, "count": len(rewrites), "per_gate": rewrite_changes},
+        "seconds_before": before["seconds"],
+        "seconds_after": after["seconds"],
+        "wall_s": round(time.perf_counter() - start, 1),
+        "loadavg": os.getloadavg(),
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
