@@ -60,8 +60,8 @@ class FakeLLM:
 
 
 class SamplingParams(SimpleNamespace):
-    def __init__(self, n=1, max_tokens=16, temperature=1.0, top_p=1.0, stop=None):
-        super().__init__(n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop)
+    def __init__(self, n=1, max_tokens=16, temperature=1.0, top_p=1.0, top_k=0, stop=None):
+        super().__init__(n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k, stop=stop)
 
 
 class LoRARequest(SimpleNamespace):
@@ -151,6 +151,9 @@ def test_per_prompt_token_limits_and_greedy_settings(fake_vllm, tmp_path):
     call = fake_vllm.instances[0].calls[0]
     assert [p.max_tokens for p in call["params"]] == [30, 7]
     assert [(p.n, p.temperature) for p in call["params"]] == [(2, 0.0), (2, 0.0)]
+    assert [p.top_k for p in call["params"]] == [-1, -1], "vLLM's 'every token' when top_k is unset"
+    backend.generate(["a"], num_candidates=3, settings=GenerationSettings(do_sample=True, top_k=20))
+    assert fake_vllm.instances[0].calls[1]["params"][0].top_k == 20
     assert call["lora"].path == adapter
     assert [len(r) for r in results] == [2, 2]
     with pytest.raises(ValueError, match="1 limits for 2 prompts"):
