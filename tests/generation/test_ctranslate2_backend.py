@@ -174,3 +174,25 @@ def test_converted_folder_loads_directly_and_refuses_an_adapter(ct2_backend, pro
     )
     with pytest.raises(ValueError, match="already converted"):
         CTranslate2Backend(ct2_backend.model_path, adapter=tmp_path)
+
+
+def test_rewriter_selects_it_by_name_and_rewrites_as_transformers_does(sharp_model_dir, tmp_path):
+    import pickle
+
+    from conftest import make_dataset
+
+    from hf_patchdist.rewriter import Rewriter
+
+    options = {"compute_type": "float32", "cache_dir": tmp_path / "cache"}
+    common = {"dtype": "float32", "device": "cpu", "show_progress": False, "question_column": "question", "answer_column": "answer"}
+    by_name = Rewriter(sharp_model_dir, backend="ctranslate2", backend_options=options, **common)
+    default = Rewriter(sharp_model_dir, **common)
+    assert isinstance(by_name.backend, CTranslate2Backend) and by_name.backend.compute_type == "float32"
+    assert by_name.fingerprint() != default.fingerprint()  # its patch-cache entries are its own
+    assert pickle.loads(pickle.dumps(by_name))._backend is None  # rebuilt from its name in a worker
+    by_name.config.keep_rejected = default.config.keep_rejected = True  # the candidates' texts, to compare
+    dataset = make_dataset("plain")
+    ours, theirs = by_name.rewrite(dataset, load_from_cache_file=False), default.rewrite(dataset, load_from_cache_file=False)
+    assert all(row for row in ours["patch_rejected"])  # the tiny model's candidates are all refused...
+    for column in ("answer", "patch_source", "patch_reason", "patch_rejected"):
+        assert ours[column] == theirs[column]  # ...and they are the same texts
