@@ -196,3 +196,21 @@ def test_rewriter_selects_it_by_name_and_rewrites_as_transformers_does(sharp_mod
     assert all(row for row in ours["patch_rejected"])  # the tiny model's candidates are all refused...
     for column in ("answer", "patch_source", "patch_reason", "patch_rejected"):
         assert ours[column] == theirs[column]  # ...and they are the same texts
+
+
+def test_rewrite_command_with_the_ctranslate2_backend(sharp_model_dir, tmp_path, monkeypatch, capsys):
+    import json
+
+    from conftest import GSM8K_ROWS
+    from datasets import load_from_disk
+
+    from hf_patchdist.cli import main
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # the converted model goes under it
+    data = tmp_path / "gsm8k.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in GSM8K_ROWS))
+    out = tmp_path / "patched"
+    argv = ["rewrite", "--dataset", str(data), "--model", sharp_model_dir, "--output", str(out), "--dtype", "float32"]
+    assert main([*argv, "--max-new-tokens", "8", "--backend", "ctranslate2", "--compute-type", "float32"]) == 0
+    assert load_from_disk(str(out))["patch_source"] == ["fallback"] * len(GSM8K_ROWS)
+    assert len(list((tmp_path / "hf_home" / "hf_patchdist" / "ctranslate2").iterdir())) == 1

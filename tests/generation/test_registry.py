@@ -36,3 +36,14 @@ def test_rewriter_backend_by_name_defaults_to_transformers(tiny_model_dir):
     rewriter = Rewriter(tiny_model_dir, backend="transformers", backend_options={"decode_loop": "generate"}, show_progress=False)
     assert isinstance(rewriter.backend, TransformersBackend) and rewriter.backend.decode_loop == "generate"
     assert rewriter.fingerprint() == Rewriter(tiny_model_dir, show_progress=False).fingerprint()
+
+
+def test_command_line_selects_the_backend_by_name():
+    from hf_patchdist.cli.common import build_rewriter
+    from hf_patchdist.cli.main import build_parser
+
+    argv = ["rewrite", "--output", "out", "--backend", "ctranslate2", "--compute-type", "int8"]
+    rewriter = build_rewriter(build_parser().parse_args(argv), "smollm2-135m-instruct")
+    assert rewriter.backend_name == "ctranslate2" and rewriter.backend_options == {"compute_type": "int8"}
+    default = build_rewriter(build_parser().parse_args(["rewrite", "--output", "out"]), "smollm2-135m-instruct")
+    assert default.backend_name is None and default.backend_options == {}
