@@ -127,7 +127,9 @@ class CTranslate2Backend(GenerationBackend):
         cache_dir: Folder of converted models, one sub-folder per model + adapter hash; default
             ``<hf_patchdist cache>/ctranslate2``.
         intra_threads: Threads per generation (0: CTranslate2's default).
-        seed: Seed of CTranslate2's sampling, set before every ``generate`` call (None leaves it).
+        seed: Seed of the sampling, set when the engine starts (CTranslate2 seeds each worker thread once, when
+            the thread is created: re-seeding later has no effect), so two backends with the same seed sample the
+            same candidates call after call; ``torch.manual_seed`` does not reach it. None: CTranslate2's own.
         trust_remote_code: Allow a model with its own modelling code to be converted.
 
     Example:
@@ -174,6 +176,8 @@ class CTranslate2Backend(GenerationBackend):
 
             tokenizer = load_tokenizer(str(self.model_path))
         self.tokenizer = tokenizer
+        if seed is not None:
+            ctranslate2.set_random_seed(seed)
         self.generator = ctranslate2.Generator(
             str(self.model_path), device=device, compute_type=compute_type, inter_threads=1, intra_threads=intra_threads
         )
@@ -249,8 +253,6 @@ class CTranslate2Backend(GenerationBackend):
         limits = _token_limits(len(prompts), settings, max_new_tokens)
         if not prompts:
             return []
-        if self.seed is not None:
-            ctranslate2.set_random_seed(self.seed)
         encoded = [list(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
         eos = self._eos_ids()
         if settings.do_sample:

@@ -121,15 +121,23 @@ def test_candidates_per_prompt(ct2_backend, prompts):
     greedy = ct2_backend.generate(prompts, num_candidates=1, settings=GenerationSettings(max_new_tokens=12))
     repeated = ct2_backend.generate(prompts, num_candidates=3, settings=GenerationSettings(max_new_tokens=12))
     assert [[c.text for c in row] for row in repeated] == [[row[0].text] * 3 for row in greedy]
-    ct2_backend.seed = 0
-    try:
-        sampled = ct2_backend.generate(
-            prompts, num_candidates=4, settings=GenerationSettings(max_new_tokens=12, do_sample=True, temperature=2.0)
-        )
-    finally:
-        ct2_backend.seed = None
+    sampling = GenerationSettings(max_new_tokens=12, do_sample=True, temperature=2.0)
+    sampled = ct2_backend.generate(prompts, num_candidates=4, settings=sampling)
     assert [len(row) for row in sampled] == [4] * len(prompts)
     assert all(len({c.text for c in row}) > 1 for row in sampled)  # sampled candidates differ
+    assert ct2_backend.generate(prompts, num_candidates=4, settings=sampling) != sampled
+    top_1 = GenerationSettings(max_new_tokens=12, do_sample=True, temperature=2.0, top_k=1)
+    assert ct2_backend.generate(prompts, num_candidates=2, settings=top_1) == [[row[0]] * 2 for row in greedy]
+
+
+def test_seed_makes_sampling_repeatable(ct2_backend, prompts):
+    sampling = GenerationSettings(max_new_tokens=12, do_sample=True, temperature=2.0)
+    runs = []
+    for seed in (3, 3, 4):
+        backend = CTranslate2Backend(ct2_backend.model_path, compute_type="float32", seed=seed)
+        runs.append([backend.generate(prompts, num_candidates=2, settings=sampling) for _ in range(2)])
+    assert runs[0] == runs[1] and runs[0][0] != runs[0][1]  # the same sequence of calls, not the same call twice
+    assert runs[2] != runs[0]
 
 
 def test_adapter_is_merged_and_converted_once(sharp_model_dir, sharp_model, prompts, tmp_path):
