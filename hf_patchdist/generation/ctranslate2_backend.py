@@ -244,8 +244,6 @@ class CTranslate2Backend(GenerationBackend):
             max_new_tokens: Optional token limit of each prompt, instead of ``settings.max_new_tokens``. A
                 candidate that hits it without an end-of-sequence token or a final-answer line is truncated.
         """
-        import ctranslate2
-
         from .transformers_backend import _token_limits
 
         if num_candidates < 1:
