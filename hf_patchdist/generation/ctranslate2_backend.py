@@ -66,8 +66,8 @@ def convert_transformers_model(
 ) -> Path:
     """Convert a transformers model (with ``adapter`` merged into its weights) to CTranslate2 in ``output``.
 
-    The weights keep their dtype (the compute type is chosen when the model is loaded); the tokenizer is
-    saved next to them. The folder appears whole or not at all (written aside, then renamed).
+    The weights keep their dtype (the compute type is chosen when the model is loaded); the tokenizer and
+    ``generation_config.json`` are saved next to them. The folder appears whole or not at all (written aside, then renamed).
     """
     import ctranslate2
 
@@ -88,6 +88,8 @@ def convert_transformers_model(
         from ..models import load_tokenizer
 
         load_tokenizer(source).save_pretrained(staging)
+        if (Path(source) / "generation_config.json").is_file():  # its end-of-sequence ids (read by the backend)
+            shutil.copy(Path(source) / "generation_config.json", staging / "generation_config.json")
         if output.exists():  # another process converted it meanwhile
             shutil.rmtree(staging)
         else:
@@ -117,15 +119,15 @@ class CTranslate2Backend(GenerationBackend):
     Args:
         model: A folder converted to CTranslate2 (holding ``model.bin``), or a transformers model (the
             embedded alias, a folder or a Hub id), converted on first use into ``cache_dir``.
-        tokenizer: The transformers tokenizer; default: loaded from the converted folder (the
-            conversion saves it there) or from ``model``.
+        tokenizer: The transformers tokenizer; default: loaded from the converted folder (the conversion
+            saves it there; a folder converted elsewhere needs its tokenizer files, or this argument).
         adapter: Folder of a PEFT LoRA adapter, merged into the weights before conversion (a
             transformers ``model`` only).
         compute_type: CTranslate2's compute type: ``"default"`` (the weights' own), ``"float32"``,
             ``"int8"``, ``"int8_float32"``, ``"bfloat16"``...
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
-        cache_dir: Folder of converted models, one sub-folder per model + adapter hash; default
-            ``<hf_patchdist cache>/ctranslate2``.
+        cache_dir: Folder of converted models, one sub-folder per hash of the model's weights (of its name,
+            for a Hub id) + the adapter's + the CTranslate2 version; default ``<hf_patchdist cache>/ctranslate2``.
         intra_threads: Threads per generation (0: CTranslate2's default).
         seed: Seed of the sampling, set when the engine starts (CTranslate2 seeds each worker thread once, when
             the thread is created: re-seeding later has no effect), so two backends with the same seed sample the
