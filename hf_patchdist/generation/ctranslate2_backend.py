@@ -170,7 +170,8 @@ class CTranslate2Backend(GenerationBackend):
                     "model (pass the base model's folder or name instead)."
                 )
             self.model_path = Path(model)
-            self.weights_sha256 = hashlib.sha256((self.model_path / CONVERTED_MODEL_FILE).read_bytes()).hexdigest()
+            with open(self.model_path / CONVERTED_MODEL_FILE, "rb") as handle:
+                self.weights_sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
         else:
             self.model_path, self.weights_sha256 = self._converted(str(model), cache_dir, trust_remote_code)
         if tokenizer is None:
