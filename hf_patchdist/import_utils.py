@@ -21,6 +21,11 @@ def is_vllm_available() -> bool:
     return _is_package_available("vllm")
 
 
+def is_ctranslate2_available() -> bool:
+    """Whether CTranslate2 can be imported (optional CPU generation backend)."""
+    return _is_package_available("ctranslate2")
+
+
 def is_matplotlib_available() -> bool:
     """Whether matplotlib can be imported (optional plots)."""
     return _is_package_available("matplotlib")

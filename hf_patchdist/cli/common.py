@@ -35,6 +35,15 @@ def _add_rewriter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None, help="Token limit per rewrite")
     parser.add_argument("--dtype", default="auto", help="'auto' (bfloat16 where supported), 'float32', 'bfloat16'")
     parser.add_argument(
+        "--backend",
+        default=None,
+        choices=("transformers", "vllm", "ctranslate2"),
+        help="Generation backend (default transformers; vllm and ctranslate2 need their extra installed)",
+    )
+    parser.add_argument(
+        "--compute-type", default=None, help="CTranslate2 compute type with --backend ctranslate2: 'default', 'int8', 'float32'..."
+    )
+    parser.add_argument(
         "--trust-remote-code",
         action="store_true",
         help="Let the rewriter's config import the callable verifier it names (and the model run its own code); "
@@ -71,6 +80,8 @@ def build_rewriter(args: argparse.Namespace, model: str | None = None):
         answer_column=args.answer_column,
         dtype=args.dtype,
         trust_remote_code=getattr(args, "trust_remote_code", False),
+        backend=args.backend,
+        backend_options={"compute_type": args.compute_type} if args.compute_type else None,
     )
 
 

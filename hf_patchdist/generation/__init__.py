@@ -14,12 +14,14 @@ from .base import GeneratedText, GenerationBackend, GenerationSettings, StopFunc
 
 
 if TYPE_CHECKING:
+    from .ctranslate2_backend import CTranslate2Backend
     from .decode_loop import GenerationStats
     from .static_backend import StaticBackend
     from .transformers_backend import FinalAnswerStoppingCriteria, TransformersBackend
     from .vllm_backend import VLLMBackend
 
 _LAZY = {
+    "CTranslate2Backend": "ctranslate2_backend",
     "FinalAnswerStoppingCriteria": "transformers_backend",
     "GenerationStats": "decode_loop",
     "TransformersBackend": "transformers_backend",
@@ -28,6 +30,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "CTranslate2Backend",
     "FinalAnswerStoppingCriteria",
     "GeneratedText",
     "GenerationBackend",

@@ -3,8 +3,10 @@
 The Rewriter only needs "complete these prompts, n candidates each, stop at the end of the final
 answer line". Backends: :class:`~hf_patchdist.generation.transformers_backend.TransformersBackend`
 (``model.generate``, the default), :class:`~hf_patchdist.generation.vllm_backend.VLLMBackend` (vLLM
-when installed) and :class:`~hf_patchdist.generation.static_backend.StaticBackend` (given texts, so
-tests can drive the whole Generate-Verify-Fallback path deterministically). This module imports
+when installed), :class:`~hf_patchdist.generation.ctranslate2_backend.CTranslate2Backend` (CTranslate2
+when installed; these three are also selectable by name, :mod:`~hf_patchdist.generation.registry`)
+and :class:`~hf_patchdist.generation.static_backend.StaticBackend` (given texts, so tests can drive the
+whole Generate-Verify-Fallback path deterministically). This module imports
 neither torch nor transformers.
 """
 

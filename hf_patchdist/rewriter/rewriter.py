@@ -33,6 +33,7 @@ from typing import Any
 
 from ..formats import FormatSpec, QAExample, detect_format, read_example, write_answer
 from ..generation.base import GeneratedText, GenerationBackend, GenerationSettings, accepts_token_limits
+from ..generation.registry import LOADS_ITS_OWN_MODEL, backend_from_name, check_backend_name
 from ..generation.transformers_backend import TransformersBackend
 from ..models import base_model_record, load_model_and_tokenizer, model_context_length
 from ..scoring import QAScorer, qa_prompt_of
@@ -72,7 +73,10 @@ class Rewriter:
         batch_size: Examples per generation/scoring batch inside one ``map`` batch.
         question_column: Plain column holding the question (GSM8K: ``"question"``).
         answer_column: Plain column holding the expert answer (GSM8K: ``"answer"``).
-        backend: A :class:`~hf_patchdist.generation.GenerationBackend`; default transformers.
+        backend: A :class:`~hf_patchdist.generation.GenerationBackend`, or the name of one:
+            ``"transformers"`` (the default), ``"vllm"``, ``"ctranslate2"`` (built on first use from the
+            model's name or folder and ``adapter``; see :func:`~hf_patchdist.generation.registry.backend_from_name`).
+        backend_options: Options of a backend given by name (CTranslate2: ``{"compute_type": "int8"}``).
         dtype: ``"auto"`` (bfloat16 where supported), ``"float32"``...
         device: Device for the model; default a GPU when visible.
         show_progress: Progress bars on long work.
@@ -106,7 +110,8 @@ class Rewriter:
         batch_size: int = 16,
         question_column: str | None = None,
         answer_column: str | None = None,
-        backend: GenerationBackend | None = None,
+        backend: GenerationBackend | str | None = None,
+        backend_options: Mapping[str, Any] | None = None,
         dtype: Any = None,
         device: str | None = None,
         show_progress: bool = True,
@@ -147,7 +152,9 @@ class Rewriter:
         self.batch_size = batch_size
         self.question_column = question_column
         self.answer_column = answer_column
-        self._backend = backend
+        self.backend_name = check_backend_name(backend) if isinstance(backend, str) else None
+        self.backend_options = dict(backend_options or {})
+        self._backend = None if isinstance(backend, str) else backend
         self._scorer: QAScorer | None = None
         self.dtype = dtype
         self.device = device
@@ -205,8 +212,10 @@ class Rewriter:
 
     @property
     def backend(self) -> GenerationBackend:
-        if self._backend is None:
-            self._backend = TransformersBackend(self.model, self.tokenizer, show_progress=self.show_progress)
+        if self._backend is None:  # by name; vLLM and CTranslate2 load the weights from the model's name or folder
+            name = self.backend_name or "transformers"
+            model = self._model_source if name in LOADS_ITS_OWN_MODEL and self._model_source is not None else self.model
+            self._backend = backend_from_name(name, model, self.tokenizer, adapter=self.adapter_path, show_progress=self.show_progress, **self.backend_options)
         return self._backend
 
     @property
@@ -221,8 +230,8 @@ class Rewriter:
         state = dict(self.__dict__)
         if self._model_source is not None:
             state.update(_model=None, _tokenizer=None, _scorer=None, _adapter_loaded=False)
-            if isinstance(self._backend, TransformersBackend):
-                state["_backend"] = None
+            if isinstance(self._backend, TransformersBackend) or self.backend_name is not None:
+                state["_backend"] = None  # rebuilt from its name (a CTranslate2 or vLLM engine does not pickle)
         return state
 
     def with_options(
@@ -498,9 +507,10 @@ class Rewriter:
             digest.update(file_sha256(weights).encode() if weights.is_file() else self.adapter_path.encode())
         if self._model_source is None and self._model is not None:
             digest.update(weights_sha256(self._model, skip_adapter=self.adapter_path is not None).encode())
-        if self._backend is not None and not isinstance(self._backend, TransformersBackend):
-            identity = getattr(self._backend, "fingerprint", None)  # vLLM: its model, adapter hash, settings
-            digest.update((identity() if callable(identity) else type(self._backend).__qualname__).encode())
+        backend = self.backend if self.backend_name not in (None, "transformers") else self._backend  # built once
+        if backend is not None and not isinstance(backend, TransformersBackend):
+            identity = getattr(backend, "fingerprint", None)  # vLLM, CTranslate2: their weights, adapter hash, settings
+            digest.update((identity() if callable(identity) else type(backend).__qualname__).encode())
         return digest.hexdigest()[:16]
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:

@@ -1,0 +1,74 @@
+"""Generation backends by name: ``"transformers"`` (default), ``"vllm"``, ``"ctranslate2"``.
+
+The Rewriter (``Rewriter(..., backend="ctranslate2")``) and the ``--backend`` option of the command line
+build their backend here; each backend module is imported only when its name is asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .base import GenerationBackend
+
+
+BACKEND_NAMES = ("transformers", "vllm", "ctranslate2")
+"""Backends selectable by name; the first is the default."""
+
+LOADS_ITS_OWN_MODEL = ("vllm", "ctranslate2")
+"""Backends that load the weights themselves, from the model's name or folder (not from a loaded model)."""
+
+
+def check_backend_name(name: str) -> str:
+    """``name`` when it names a backend, else a ValueError listing the names."""
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"Unknown generation backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}.")
+    return name
+
+
+def backend_from_name(
+    name: str,
+    model: Any,
+    tokenizer: Any = None,
+    *,
+    adapter: str | os.PathLike | None = None,
+    show_progress: bool = False,
+    **options: Any,
+) -> GenerationBackend:
+    """Build the generation backend called ``name``.
+
+    Args:
+        name: One of :data:`BACKEND_NAMES`.
+        model: For ``"transformers"`` the loaded model (with its adapter, when there is one); for the
+            backends that load their own weights the model's name or folder (the embedded alias included).
+        tokenizer: The transformers tokenizer (``"transformers"``, ``"ctranslate2"``; vLLM loads its own).
+        adapter: LoRA adapter folder, for the backends that load their own weights (vLLM applies it at run
+            time, CTranslate2 merges it into the converted weights).
+        show_progress: Progress bars (``"transformers"``).
+        **options: The backend's own options: ``decode_loop`` (transformers); ``gpu_memory_utilization`` and
+            ``vllm.LLM`` arguments (vLLM); ``compute_type``, ``device``, ``cache_dir``, ``intra_threads``,
+            ``seed``, ``trust_remote_code`` (CTranslate2).
+
+    Example:
+        ```python
+        backend = backend_from_name("ctranslate2", "smollm2-135m-instruct", compute_type="int8")
+        ```
+    """
+    check_backend_name(name)
+    if name == "transformers":
+        from .transformers_backend import TransformersBackend
+
+        return TransformersBackend(model, tokenizer, show_progress=show_progress, **options)
+    if not isinstance(model, (str, os.PathLike)):
+        raise ValueError(
+            f"The {name!r} backend loads the weights itself: give the model by name or folder, not as a loaded model."
+        )
+    from ..models import resolve_model_path
+
+    if name == "vllm":
+        from .vllm_backend import VLLMBackend
+
+        return VLLMBackend(resolve_model_path(model), adapter=adapter, **options)
+    from .ctranslate2_backend import CTranslate2Backend
+
+    return CTranslate2Backend(model, tokenizer, adapter=adapter, **options)
