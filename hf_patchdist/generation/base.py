@@ -160,6 +160,18 @@ def length_groups(
     return groups
 
 
+def resolve_token_limits(count: int, settings: GenerationSettings, max_new_tokens: Sequence[int] | None) -> list[int]:
+    """The token limit of each of ``count`` prompts: ``max_new_tokens`` when given (checked), else the settings'."""
+    if max_new_tokens is None:
+        return [int(settings.max_new_tokens)] * count
+    limits = [int(limit) for limit in max_new_tokens]
+    if len(limits) != count:
+        raise ValueError(f"max_new_tokens has {len(limits)} limits for {count} prompts")
+    if any(limit < 1 for limit in limits):
+        raise ValueError(f"Every token limit must be at least 1, got {min(limits)}")
+    return limits
+
+
 def accepts_token_limits(backend: GenerationBackend) -> bool:
     """Whether ``backend.generate`` takes per-prompt limits (``max_new_tokens=``)."""
     try:

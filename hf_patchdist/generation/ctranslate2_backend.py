@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..import_utils import is_ctranslate2_available
-from .base import GeneratedText, GenerationBackend, GenerationSettings, StopFunction
+from .base import GeneratedText, GenerationBackend, GenerationSettings, StopFunction, resolve_token_limits
 from .decode_loop import token_has_newline
 from .vllm_backend import adapter_sha256
 
@@ -247,11 +247,10 @@ class CTranslate2Backend(GenerationBackend):
             max_new_tokens: Optional token limit of each prompt, instead of ``settings.max_new_tokens``. A
                 candidate that hits it without an end-of-sequence token or a final-answer line is truncated.
         """
-        from .transformers_backend import _token_limits
 
         if num_candidates < 1:
             raise ValueError(f"num_candidates must be at least 1, got {num_candidates}")
-        limits = _token_limits(len(prompts), settings, max_new_tokens)
+        limits = resolve_token_limits(len(prompts), settings, max_new_tokens)
         if not prompts:
             return []
         encoded = [list(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from .cache_layers import reserved_layer_class
+
 ATTENTION_NAME = "hf_patchdist_shared_prefix"
 STATE_ARGUMENT = "hf_patchdist_shared_prefix"
 
@@ -89,9 +91,8 @@ def shared_layer_class() -> type:
     global _SHARED_LAYER
     if _SHARED_LAYER is not None:
         return _SHARED_LAYER
-    from transformers.cache_utils import DynamicLayer
 
-    class SharedPrefixLayer(DynamicLayer):
+    class SharedPrefixLayer(reserved_layer_class()):
         """Prompt keys/values once per prompt, generated keys/values per row in reserved room.
 
         ``keys``/``values`` (what ``update`` returns to the attention) are the generated part only;
@@ -99,7 +100,7 @@ def shared_layer_class() -> type:
         """
 
         def __init__(self, prompt_keys: torch.Tensor, prompt_values: torch.Tensor, rows: int, capacity: int) -> None:
-            super().__init__()
+            super(reserved_layer_class(), self).__init__()  # DynamicLayer's: the buffers start empty here
             self.device = prompt_keys.device
             self.prompt_keys = prompt_keys
             self.prompt_values = prompt_values
@@ -110,33 +111,11 @@ def shared_layer_class() -> type:
             self.is_initialized = True
             self._refresh()
 
-        def _refresh(self) -> None:
-            self.keys = self._key_buffer[:, :, : self.length]
-            self.values = self._value_buffer[:, :, : self.length]
-
-        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-            end = self.length + key_states.shape[-2]
-            room = self._key_buffer.shape[-2]
-            if end > room:
-                grow = max(end, 2 * room) - room
-                self._key_buffer = torch.nn.functional.pad(self._key_buffer, (0, 0, 0, grow))
-                self._value_buffer = torch.nn.functional.pad(self._value_buffer, (0, 0, 0, grow))
-            self._key_buffer[:, :, self.length : end] = key_states
-            self._value_buffer[:, :, self.length : end] = value_states
-            self.length = end
-            self._refresh()
-            return self.keys, self.values
-
         def get_seq_length(self) -> int:
             return self.prompt_keys.shape[-2] + self.length
 
         def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
             return self.get_seq_length() + query_length, 0
-
-        def batch_select_indices(self, indices: torch.Tensor) -> None:
-            self._key_buffer = self._key_buffer[indices]
-            self._value_buffer = self._value_buffer[indices]
-            self._refresh()
 
         def batch_repeat_interleave(self, repeats: int) -> None:
             raise NotImplementedError("a shared-prefix cache is built with its candidates")

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .base import GeneratedText, GenerationBackend, GenerationSettings, StopFunction
+from .base import GeneratedText, GenerationBackend, GenerationSettings, StopFunction, resolve_token_limits
 from .decode_loop import CacheLoopUnsupported, DecodeLoop, GenerationStats, token_has_newline, unsupported_reason
 
 
@@ -138,7 +138,7 @@ class TransformersBackend(GenerationBackend):
         """
         if num_candidates < 1:
             raise ValueError(f"num_candidates must be at least 1, got {num_candidates}")
-        limits = _token_limits(len(prompts), settings, max_new_tokens)
+        limits = resolve_token_limits(len(prompts), settings, max_new_tokens)
         if not prompts:
             return []
         if self.decode_loop == "cache" and self.fallback_reason is None:
@@ -288,17 +288,6 @@ class TransformersBackend(GenerationBackend):
                 if stop(self.tokenizer.decode(tokens[: position + 1], skip_special_tokens=True)) is not None:
                     return tokens[: position + 1], False
         return tokens, False
-
-
-def _token_limits(count: int, settings: GenerationSettings, max_new_tokens: Sequence[int] | None) -> list[int]:
-    if max_new_tokens is None:
-        return [int(settings.max_new_tokens)] * count
-    limits = [int(limit) for limit in max_new_tokens]
-    if len(limits) != count:
-        raise ValueError(f"max_new_tokens has {len(limits)} limits for {count} prompts")
-    if any(limit < 1 for limit in limits):
-        raise ValueError(f"Every token limit must be at least 1, got {min(limits)}")
-    return limits
 
 
 def _eos_token_ids(model: Any, tokenizer: Any) -> torch.Tensor:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..import_utils import is_vllm_available
-from .base import GeneratedText, GenerationBackend, GenerationSettings, StopFunction
+from .base import GeneratedText, GenerationBackend, GenerationSettings, StopFunction, resolve_token_limits
 
 
 # vLLM's `LoRAConfig.max_lora_rank` is a Literal of these values (vllm/config/lora.py, `MaxLoRARanks`).
@@ -156,12 +156,7 @@ class VLLMBackend(GenerationBackend):
 
         if not prompts:
             return []
-        if max_new_tokens is None:
-            limits = [int(settings.max_new_tokens)] * len(prompts)
-        else:
-            limits = [int(limit) for limit in max_new_tokens]
-            if len(limits) != len(prompts):
-                raise ValueError(f"max_new_tokens has {len(limits)} limits for {len(prompts)} prompts")
+        limits = resolve_token_limits(len(prompts), settings, max_new_tokens)
         params = [
             SamplingParams(
                 n=num_candidates,
