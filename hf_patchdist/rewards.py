@@ -21,6 +21,16 @@ diversity inside each group, as the paper's formulas say:
 feasible candidates each get ``r_div`` equal to their distance. Infeasible candidates get 0 for
 every term.
 
+The cosines of r_div are taken between embeddings centred on a running mean
+(:class:`RunningEmbeddingMean`, ``diversity_centering="running_mean"``, the default): mean-pooled
+hidden states of a small model share one large common direction, so raw cosines between any two
+answers are close to 1 and r_div averaged 0.003 on GSM8K rollouts of SmolLM2-135M, too small to
+move the policy. The mean is over the feasible candidates of earlier reward calls (never the
+group's own: centred on its own mean, two candidates are always opposite), updated after each
+call's rewards are computed; :class:`~hf_patchdist.trainers.RewriterTrainer` saves it with every
+checkpoint, so a resumed run computes the same rewards. ``diversity_centering="none"`` gives the
+paper's raw cosines.
+
 The classes are plain callables, never ``torch.nn.Module`` (GRPOTrainer treats modules as reward
 models). NLL and embedding come from one forward pass of pi_0 (:class:`~hf_patchdist.scoring.QAScorer`),
 which is the trainer's backbone with the adapter disabled unless a separate scorer model is given.
@@ -38,10 +48,12 @@ import torch
 
 from .formats import QAExample
 from .scoring import QAScorer, qa_prompt_of
-from .verifiers import GRPO_GATE, Verifier, get_verifier
+from .verifiers import GRPO_GATE, Verifier, get_verifier, reference_similarity
 
 
 REWARD_COLUMNS = ("question", "expert_answer", "patch_row_id")
+DIVERSITY_CENTERINGS = ("running_mean", "none")
+"""Values of ``diversity_centering``: embeddings centred on :class:`RunningEmbeddingMean`, or raw."""
 QA_CONTEXT_COLUMN = "qa_context"
 """Optional column: the turns before the question (system prompt, earlier turns) as a JSON list of messages."""
 EPS = 1e-6
@@ -101,11 +113,26 @@ def mean_pairwise_distance(embeddings: torch.Tensor) -> float:
     return float(distance[upper[0], upper[1]].mean())
 
 
-def diversity_rewards(embeddings: torch.Tensor | None, feasible: Sequence[bool], groups: Sequence[Sequence[int]]) -> list[float]:
-    """r_div: each feasible candidate's marginal contribution to its group's mean pairwise distance."""
+def diversity_rewards(
+    embeddings: torch.Tensor | None,
+    feasible: Sequence[bool],
+    groups: Sequence[Sequence[int]],
+    center: torch.Tensor | None = None,
+) -> list[float]:
+    """r_div: each feasible candidate's marginal contribution to its group's mean pairwise distance.
+
+    Args:
+        embeddings: ``(n, hidden)`` embeddings of the candidates (rows of infeasible ones are not read), or None.
+        feasible: r_task of each candidate.
+        groups: Candidate indices of each group.
+        center: A point subtracted from every embedding before the cosines (a running mean over earlier
+            candidates, :class:`RunningEmbeddingMean`); None measures the raw cosines.
+    """
     rewards = [0.0] * len(feasible)
     if embeddings is None:
         return rewards
+    if center is not None:
+        embeddings = embeddings.float() - center.to(embeddings.device, torch.float32)
     for group in groups:
         members = [i for i in group if feasible[i]]
         if len(members) < 2:
@@ -115,6 +142,59 @@ def diversity_rewards(embeddings: torch.Tensor | None, feasible: Sequence[bool],
             rest = members[:position] + members[position + 1 :]
             rewards[i] = max(0.0, whole - mean_pairwise_distance(embeddings[rest]))
     return rewards
+
+
+class RunningEmbeddingMean:
+    """Running mean of the feasible candidates' pi_0 embeddings: the origin of r_div's cosines.
+
+    A cumulative mean until ``1 / (1 - momentum)`` embeddings have been seen, then an exponential
+    moving average: each update moves the mean towards the new batch's mean by
+    ``max(1 - momentum, batch_count / total_count)``. Before the first update there is no mean and
+    r_div uses the raw embeddings.
+
+    Args:
+        momentum: Weight of the old mean once enough embeddings have been seen (0.99: about the last 100
+            feasible candidates).
+
+    Example:
+        ```python
+        running = RunningEmbeddingMean(momentum=0.99)
+        running.update(embeddings.sum(dim=0), embeddings.shape[0])
+        rewards = diversity_rewards(embeddings, feasible, groups, center=running.mean)
+        ```
+    """
+
+    def __init__(self, momentum: float = 0.99) -> None:
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"The running-mean momentum must be in [0, 1), got {momentum}")
+        self.momentum = float(momentum)
+        self.mean: torch.Tensor | None = None
+        self.count = 0
+
+    def update(self, total: torch.Tensor | None, count: int) -> None:
+        """Fold in ``count`` embeddings whose sum is ``total`` (nothing happens for ``count == 0``)."""
+        if total is None or count <= 0:
+            return
+        batch_mean = total.detach().float().cpu() / count
+        self.count += int(count)
+        weight = max(1.0 - self.momentum, count / self.count)
+        self.mean = batch_mean.clone() if self.mean is None else self.mean + weight * (batch_mean - self.mean)
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-ready state (float32 values as Python floats, which round-trip exactly)."""
+        return {"momentum": self.momentum, "count": self.count, "mean": None if self.mean is None else self.mean.tolist()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.momentum = float(state["momentum"])
+        self.count = int(state["count"])
+        self.mean = None if state.get("mean") is None else torch.tensor(state["mean"], dtype=torch.float32)
+
+
+def running_mean_for(centering: str, momentum: float) -> RunningEmbeddingMean | None:
+    """The running mean that ``diversity_centering`` asks for (None for ``"none"``), checked."""
+    if centering not in DIVERSITY_CENTERINGS:
+        raise ValueError(f"diversity_centering must be one of {DIVERSITY_CENTERINGS}, got {centering!r}")
+    return RunningEmbeddingMean(momentum) if centering == "running_mean" else None
 
 
 @dataclass
@@ -128,6 +208,9 @@ class CandidateEvaluation:
         nll: pi_0 NLL under QA(q) of each feasible candidate (None for infeasible ones).
         embeddings: ``(n, hidden)`` embeddings (zero rows for infeasible candidates), or None.
         details: The gate's detail for each candidate ("" when feasible).
+        completion_lengths: Tokens of each candidate (from TRL's ``completion_ids``; empty when not given).
+        reference_similarity: Share of the expert answer's words each feasible candidate keeps in order
+            (:func:`~hf_patchdist.verifiers.reference_similarity`; None for infeasible candidates).
     """
 
     feasible: list[bool]
@@ -136,6 +219,8 @@ class CandidateEvaluation:
     nll: list[float | None]
     embeddings: torch.Tensor | None
     details: list[str] = field(default_factory=list)
+    completion_lengths: list[int] = field(default_factory=list)
+    reference_similarity: list[float | None] = field(default_factory=list)
 
 
 class GroupReward:
@@ -152,6 +237,12 @@ class GroupReward:
     needs_scores = True
     gate_column_prefix: str | None = None
     """Prefix of the logged gate columns; None for ``"<reward name>_"``."""
+    embedding_mean: RunningEmbeddingMean | None = None
+    """The origin of r_div's cosines (rewards with a diversity term; None: raw cosines)."""
+    gather: Callable[[list], list] | None = None
+    """Gathers a list from every process (:class:`~hf_patchdist.trainers.RewriterTrainer` sets accelerate's
+    ``gather_object``), so that every process folds all candidates into the running mean and computes the same
+    rewards; None: this process's candidates only."""
 
     def __init__(
         self,
@@ -228,7 +319,9 @@ class GroupReward:
             for position, i in enumerate(idx):
                 nll[i] = scores.nll[position]
                 embeddings[i] = scores.embeddings[position]
-        return CandidateEvaluation(feasible, reasons, groups, nll, embeddings, details)
+        lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else []
+        similarity = [reference_similarity(text, answer) if ok else None for text, answer, ok in zip(texts, expert_answer, feasible)]
+        return CandidateEvaluation(feasible, reasons, groups, nll, embeddings, details, lengths, similarity)
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         missing = [c for c in REWARD_COLUMNS if c not in kwargs]
@@ -255,6 +348,29 @@ class GroupReward:
 
     def compute(self, evaluation: CandidateEvaluation, log_metric: Callable[[str, float], None] | None) -> list[float | None]:
         raise NotImplementedError
+
+    def diversity(self, evaluation: CandidateEvaluation) -> list[float]:
+        """r_div of ``evaluation``'s candidates, centred on the running mean; then folds them into that mean."""
+        running = self.embedding_mean
+        rewards = diversity_rewards(evaluation.embeddings, evaluation.feasible, evaluation.groups, None if running is None else running.mean)
+        if running is not None:
+            members = [i for i, ok in enumerate(evaluation.feasible) if ok] if evaluation.embeddings is not None else []
+            total = evaluation.embeddings[members].float().sum(dim=0) if members else None
+            if self.gather is None:
+                running.update(total, len(members))
+            else:  # every process calls the rewards once per generation batch, so the gather lines up
+                parts = [(t, c) for t, c in self.gather([(None if total is None else total.tolist(), len(members))]) if c]
+                if parts:
+                    running.update(torch.tensor([t for t, _ in parts], dtype=torch.float32).sum(dim=0), sum(c for _, c in parts))
+        return rewards
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must keep for a resumed run to compute the same rewards (the running mean)."""
+        return {} if self.embedding_mean is None else {"embedding_mean": self.embedding_mean.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if self.embedding_mean is not None and state.get("embedding_mean") is not None:
+            self.embedding_mean.load_state_dict(state["embedding_mean"])
 
 
 class TaskConsistencyReward(GroupReward):
@@ -300,6 +416,12 @@ class QAStyleAlignmentReward(GroupReward):
 class DiversityReward(GroupReward):
     """r_div: marginal contribution of a feasible rewrite to its group's mean pairwise cosine distance.
 
+    Args:
+        diversity_centering: ``"running_mean"`` (default): cosines between embeddings centred on the running
+            mean of earlier calls' feasible candidates (:class:`RunningEmbeddingMean`); ``"none"``: raw cosines.
+        centering_momentum: Momentum of the running mean.
+        **kwargs: As :class:`GroupReward` (``verifier``, ``scorer``, ``judge``, ``qa_template``).
+
     Example:
         ```python
         reward = DiversityReward(scorer=QAScorer(model, tokenizer))
@@ -308,8 +430,12 @@ class DiversityReward(GroupReward):
 
     reward_name = "r_div"
 
+    def __init__(self, verifier: Any = None, *, diversity_centering: str = "running_mean", centering_momentum: float = 0.99, **kwargs: Any) -> None:
+        super().__init__(verifier, **kwargs)
+        self.embedding_mean = running_mean_for(diversity_centering, centering_momentum)
+
     def compute(self, evaluation: CandidateEvaluation, log_metric: Callable[[str, float], None] | None) -> list[float | None]:
-        return diversity_rewards(evaluation.embeddings, evaluation.feasible, evaluation.groups)
+        return self.diversity(evaluation)
 
 
 class PatchReward(GroupReward):
@@ -318,7 +444,9 @@ class PatchReward(GroupReward):
     Gate, NLL and embedding are computed once per candidate (one pi_0 forward for both scores).
     The components are logged through TRL's ``log_metric`` (not as extra reward functions, which
     would add to the total): ``patch/r_dist``, ``patch/r_dist_std``,
-    ``patch/r_div``, ``patch/feasible_fraction``, ``patch/reward`` and ``patch/feasible_nll``, and
+    ``patch/r_div``, ``patch/r_div_std``, ``patch/feasible_fraction``, ``patch/reward`` and ``patch/feasible_nll``;
+    ``patch/dist_term`` and ``patch/div_term``, the mean of ``lambda_dist * r_dist`` and ``lambda_div * r_div``
+    over the feasible candidates (what each term adds to a feasible candidate's reward of at least 1); and
     ``patch/rejected/<reason>``, the fraction of candidates the gate rejected for each reason seen so
     far (0 in a step without it, so that averages over steps stay fractions). A reason that climbs
     while the feasible fraction stays flat is the policy trying a cheap way through the gate.
@@ -331,6 +459,12 @@ class PatchReward(GroupReward):
             backbone with the adapter disabled.
         judge: Optional LLM judge joining the gate.
         qa_template: None for the chat template, or a plain template with ``{question}``.
+        diversity_centering: ``"running_mean"`` (default) or ``"none"``: see :class:`DiversityReward`.
+        centering_momentum: Momentum of the running mean of the embeddings.
+
+    Each call also hands its :class:`CandidateEvaluation` and totals to every callable in ``listeners``
+    (``listener(evaluation, totals)``): :class:`~hf_patchdist.trainers.RewriterTrainer` summarises them every
+    ``patch_summary_steps`` steps.
 
     Example:
         ```python
@@ -344,15 +478,26 @@ class PatchReward(GroupReward):
     reward_name = "patch_reward"
     gate_column_prefix = ""
 
-    def __init__(self, verifier: Any = None, *, lambda_dist: float = 0.35, lambda_div: float = 0.5, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        verifier: Any = None,
+        *,
+        lambda_dist: float = 0.35,
+        lambda_div: float = 0.5,
+        diversity_centering: str = "running_mean",
+        centering_momentum: float = 0.99,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(verifier, **kwargs)
         self.lambda_dist = lambda_dist
         self.lambda_div = lambda_div
+        self.embedding_mean = running_mean_for(diversity_centering, centering_momentum)
+        self.listeners: list[Callable[[CandidateEvaluation, list[float]], None]] = []
         self._rejection_reasons: set[str] = set()
 
     def compute(self, evaluation: CandidateEvaluation, log_metric: Callable[[str, float], None] | None) -> list[float | None]:
         r_dist = alignment_rewards(evaluation.nll, evaluation.feasible, evaluation.groups, self.eps)
-        r_div = diversity_rewards(evaluation.embeddings, evaluation.feasible, evaluation.groups)
+        r_div = self.diversity(evaluation)
         totals = [
             (1.0 + self.lambda_dist * d + self.lambda_div * v) if ok else 0.0
             for ok, d, v in zip(evaluation.feasible, r_dist, r_div)
@@ -367,10 +512,17 @@ class PatchReward(GroupReward):
                 mean_dist = sum(dist) / len(dist)
                 log_metric("patch/r_dist", mean_dist)
                 log_metric("patch/r_dist_std", math.sqrt(sum((d - mean_dist) ** 2 for d in dist) / len(dist)))
-                log_metric("patch/r_div", sum(r_div[i] for i in feasible) / len(feasible))
+                div = [r_div[i] for i in feasible]
+                mean_div = sum(div) / len(div)
+                log_metric("patch/r_div", mean_div)
+                log_metric("patch/r_div_std", math.sqrt(sum((d - mean_div) ** 2 for d in div) / len(div)))
+                log_metric("patch/dist_term", self.lambda_dist * mean_dist)
+                log_metric("patch/div_term", self.lambda_div * mean_div)
                 log_metric("patch/feasible_nll", sum(float(evaluation.nll[i]) for i in feasible) / len(feasible))
             self._rejection_reasons.update(reason for reason in evaluation.reasons if reason)
             for reason in sorted(self._rejection_reasons):
                 log_metric(f"patch/rejected/{reason}", evaluation.reasons.count(reason) / count if count else 0.0)
         self.last_components = {"r_task": [float(ok) for ok in evaluation.feasible], "r_dist": r_dist, "r_div": r_div, "reasons": evaluation.reasons}
+        for listener in self.listeners:
+            listener(evaluation, totals)
         return totals

@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -5,9 +6,11 @@ import torch
 from conftest import GOOD_REWRITES, GSM8K_ROWS
 
 from hf_patchdist.rewards import (
+    CandidateEvaluation,
     DiversityReward,
     PatchReward,
     QAStyleAlignmentReward,
+    RunningEmbeddingMean,
     TaskConsistencyReward,
     alignment_rewards,
     diversity_rewards,
@@ -230,3 +233,85 @@ def test_rewards_are_not_modules_and_have_names():
         reward = cls()
         assert not isinstance(reward, torch.nn.Module)
         assert reward.__name__ == name, cls
+
+
+def test_centring_on_a_mean_other_than_the_groups_makes_nearly_parallel_embeddings_diverse():
+    """Embeddings sharing one large common direction give r_div ~ 0 raw; centred on a mean from earlier
+    candidates (not the group's own) their differences show."""
+    generator = torch.Generator().manual_seed(0)
+    common = torch.full((16,), 10.0)
+    earlier = common + 0.3 * torch.randn(32, 16, generator=generator)
+    group = common + 0.3 * torch.randn(4, 16, generator=generator)
+    feasible, groups = [True] * 4, [[0, 1, 2, 3]]
+    raw = diversity_rewards(group, feasible, groups)
+    running = RunningEmbeddingMean(momentum=0.99)
+    running.update(earlier.sum(dim=0), 32)
+    centred = diversity_rewards(group, feasible, groups, center=running.mean)
+    assert max(raw) < 1e-3
+    assert sum(centred) / 4 > 20 * sum(raw) / 4
+    # The group's own mean is not the point: centred on it, any two members are opposite (cosine -1).
+    own = diversity_rewards(group[:2], [True, True], [[0, 1]], center=group[:2].mean(dim=0))
+    assert own == pytest.approx([1.0, 1.0])
+
+
+def test_running_mean_is_cumulative_then_exponential_and_round_trips():
+    running = RunningEmbeddingMean(momentum=0.5)
+    assert running.mean is None
+    running.update(torch.tensor([2.0, 0.0]), 1)
+    assert running.mean.tolist() == [2.0, 0.0]
+    running.update(torch.tensor([0.0, 4.0]), 1)  # cumulative: weight 1/2 = max(0.5, 1/2)
+    assert running.mean.tolist() == [1.0, 2.0]
+    running.update(torch.tensor([4.0, 4.0]), 1)  # weight max(0.5, 1/3) = 0.5: exponential from here
+    assert running.mean.tolist() == [2.5, 3.0]
+    running.update(None, 0)
+    assert running.count == 3
+    copy = RunningEmbeddingMean()
+    copy.load_state_dict(json.loads(json.dumps(running.state_dict())))
+    assert torch.equal(copy.mean, running.mean) and (copy.count, copy.momentum) == (3, 0.5)
+    with pytest.raises(ValueError, match="momentum"):
+        RunningEmbeddingMean(1.0)
+
+
+def test_patch_reward_centres_r_div_on_earlier_calls_and_logs_each_terms_share(tiny_model):
+    """First call: no mean yet, the raw formula. Second call: the embeddings centred on the first call's feasible
+    mean, updated only after the rewards; each term's contribution logged next to the other."""
+    model, tokenizer = tiny_model
+    row = GSM8K_ROWS[0]
+    first, second = NATALIA_REWRITES[:3], NATALIA_REWRITES[3:]
+    _, first_emb = pi0_scores(model, tokenizer, row["question"], first)
+    nll, second_emb = pi0_scores(model, tokenizer, row["question"], second)
+    columns = {"question": [row["question"]] * 3, "expert_answer": [row["answer"]] * 3, "patch_row_id": [0] * 3}
+    reward = PatchReward(scorer=QAScorer(model, tokenizer))
+    reward(prompts=["p"] * 3, completions=first, **columns)
+    mean = torch.tensor(first_emb).mean(dim=0)
+    logged = {}
+    reward(prompts=["p"] * 3, completions=second, log_metric=logged.__setitem__, **columns)
+    centred = (torch.tensor(second_emb) - mean).tolist()
+    _, _, expected = written_out_rewards(nll, centred, [True] * 3, [0] * 3, 0.35, 0.5)
+    assert reward.last_components["r_div"] == pytest.approx(expected, abs=1e-4)
+    _, _, raw = written_out_rewards(nll, second_emb, [True] * 3, [0] * 3, 0.35, 0.5)
+    assert reward.last_components["r_div"] != pytest.approx(raw, abs=1e-4), "centring must change r_div"
+    assert logged["patch/div_term"] == pytest.approx(0.5 * sum(expected) / 3, abs=1e-5)
+    assert logged["patch/dist_term"] == pytest.approx(0.35 * logged["patch/r_dist"])
+    assert "patch/r_div_std" in logged
+    expected_mean = (torch.tensor(first_emb).sum(0) + torch.tensor(second_emb).sum(0)) / 6
+    assert reward.embedding_mean.count == 6 and torch.allclose(reward.embedding_mean.mean, expected_mean, atol=1e-5)
+
+    raw_reward = PatchReward(scorer=QAScorer(model, tokenizer), diversity_centering="none")
+    for texts in (first, second):
+        raw_reward(prompts=["p"] * 3, completions=texts, **columns)
+    assert raw_reward.last_components["r_div"] == pytest.approx(raw, abs=1e-4)
+    assert raw_reward.state_dict() == {}
+    with pytest.raises(ValueError, match="diversity_centering"):
+        DiversityReward(diversity_centering="group")
+
+
+def test_the_running_mean_is_gathered_from_every_process():
+    """With a gather (several processes), the mean folds in the other processes' candidates too."""
+    reward = DiversityReward()
+    other_process = (torch.tensor([0.0, 6.0]).tolist(), 2)
+    reward.gather = lambda local: local + [other_process]
+    evaluation = CandidateEvaluation([True, False], ["", "no_final_answer"], [[0, 1]], [1.0, None], torch.tensor([[3.0, 0.0], [0.0, 0.0]]))
+    reward.compute(evaluation, None)
+    assert reward.embedding_mean.count == 3
+    assert reward.embedding_mean.mean.tolist() == pytest.approx([1.0, 2.0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -9,6 +10,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import GRPOTrainer
 
 from ..formats import detect_dataset_format, read_example
@@ -21,9 +24,37 @@ from ..scoring import QAScorer
 from ..verifiers import get_verifier, stage_ii_gate
 from .rewriter_grpo_config import RewriterGRPOConfig
 from .rollout import DecodeLoopRollout
+from .rollout_summary import SUMMARY_PREFIX, RolloutSummary, summary_line
 
 
 logger = logging.getLogger(__name__)
+
+REWARD_STATE_NAME = "patch_reward_state.json"
+"""File in each checkpoint folder holding the rewards' state (r_div's running embedding mean)."""
+
+
+def reward_states(reward_funcs: Any) -> dict[str, Any]:
+    """The state of each stateful reward, keyed by its position in ``reward_funcs``."""
+    states = {str(i): reward.state_dict() for i, reward in enumerate(reward_funcs) if isinstance(reward, GroupReward)}
+    return {key: state for key, state in states.items() if state}
+
+
+class RewardStateCallback(TrainerCallback):
+    """Writes the rewards' state (:data:`REWARD_STATE_NAME`) into every checkpoint the Trainer saves.
+
+    :meth:`RewriterTrainer.train` reads it back when resuming, so that a resumed run centres r_div on the
+    same running mean (and computes the same rewards) as an uninterrupted one.
+    """
+
+    def __init__(self, reward_funcs: Any) -> None:
+        self.reward_funcs = reward_funcs
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        states = reward_states(self.reward_funcs)
+        if states and state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            if folder.is_dir():
+                (folder / REWARD_STATE_NAME).write_text(json.dumps(states))
 
 
 def check_group_placement(args: RewriterGRPOConfig) -> None:
@@ -217,7 +248,16 @@ class RewriterTrainer(GRPOTrainer):
         train_dataset = self._prepare_dataset(train_dataset, args, processing_class, model_context_length(model))
 
         if reward_funcs is None:
-            reward_funcs = [PatchReward(self._training_gate, lambda_dist=args.lambda_dist, lambda_div=args.lambda_div, qa_template=args.qa_template)]
+            reward_funcs = [
+                PatchReward(
+                    self._training_gate,
+                    lambda_dist=args.lambda_dist,
+                    lambda_div=args.lambda_div,
+                    qa_template=args.qa_template,
+                    diversity_centering=args.diversity_centering,
+                    centering_momentum=args.diversity_centering_momentum,
+                )
+            ]
         elif not isinstance(reward_funcs, list):
             reward_funcs = [reward_funcs]
         judge = None
@@ -266,6 +306,17 @@ class RewriterTrainer(GRPOTrainer):
                 if scorer is not None and reward.scorer is None:
                     reward.scorer = scorer
                 reward.bind(policy, self.processing_class)
+                if reward.embedding_mean is not None and self.accelerator.num_processes > 1:
+                    from accelerate.utils import gather_object
+
+                    reward.gather = gather_object  # one running mean, the same on every process
+        self.add_callback(RewardStateCallback(self.reward_funcs))
+        self.rollout_summary: RolloutSummary | None = None
+        patch_rewards = [reward for reward in self.reward_funcs if isinstance(reward, PatchReward)]
+        if args.patch_summary_steps and patch_rewards:
+            self.rollout_summary = RolloutSummary()
+            patch_rewards[0].listeners.append(self.rollout_summary)
+        self._summary_start_step = 0
 
     # ------------------------------------------------------------------ data
     @staticmethod
@@ -366,7 +417,49 @@ class RewriterTrainer(GRPOTrainer):
             config.save(folder)
         return folder
 
+    # ------------------------------------------------------------------ checkpoints and logs
+    def load_reward_state(self, checkpoint: str | os.PathLike) -> bool:
+        """Restore the rewards' state saved in ``checkpoint`` (r_div's running mean); False when it holds none."""
+        path = Path(checkpoint) / REWARD_STATE_NAME
+        if not path.is_file():
+            return False
+        states = json.loads(path.read_text())
+        for key, state in states.items():
+            index = int(key)
+            if index >= len(self.reward_funcs) or not isinstance(self.reward_funcs[index], GroupReward):
+                raise ValueError(f"{path} holds the state of reward {index}, which is not a GroupReward in this trainer's reward_funcs.")
+            self.reward_funcs[index].load_state_dict(state)
+        return True
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """TRL's logging, plus the rollout summary every ``patch_summary_steps`` steps (and at the end of training)."""
+        summary, every = self.rollout_summary, self.args.patch_summary_steps
+        step = int(self.state.global_step)
+        # Decided from the step alone: every process reaches the same decision, and the gather below lines up.
+        due = every and step > self._summary_start_step and (step - self._summary_start_step >= every or "train_runtime" in logs)
+        if summary is not None and due and self.model.training:
+            from accelerate.utils import gather_object
+
+            counts = gather_object([summary.counts()]) if self.accelerator.num_processes > 1 else [summary.counts()]
+            summary.reset()
+            metrics = RolloutSummary.metrics(counts)
+            if metrics[SUMMARY_PREFIX + "candidates"]:
+                logs = {**logs, **metrics}
+                if self.accelerator.is_main_process:
+                    print(summary_line(metrics, self._summary_start_step + 1, step), flush=True)
+            self._summary_start_step = step
+        super().log(logs, start_time)
+
     def train(self, *args: Any, **kwargs: Any) -> Any:
+        checkpoint = kwargs.get("resume_from_checkpoint", args[0] if args else None)
+        if isinstance(checkpoint, bool):
+            checkpoint = get_last_checkpoint(self.args.output_dir) if checkpoint else None
+        if checkpoint is not None:
+            self.load_reward_state(checkpoint)
+            trainer_state = Path(checkpoint) / "trainer_state.json"
+            self._summary_start_step = int(json.loads(trainer_state.read_text()).get("global_step", 0)) if trainer_state.is_file() else 0
+        if self.rollout_summary is not None:
+            self.rollout_summary.reset()
         output = super().train(*args, **kwargs)
         self.save_rewriter(self.args.output_dir)
         if self.args.push_to_hub and self.accelerator.is_main_process:

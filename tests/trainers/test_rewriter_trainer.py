@@ -379,3 +379,102 @@ def test_a_backbone_given_by_name_is_loaded_with_model_init_kwargs_for_the_train
         RewriterTrainer(model=tiny_model_dir, args=args, train_dataset=make_dataset("plain"))
     assert seen["device"] == "cuda:0" and seen["device_map"] == "auto" and seen["trust_remote_code"] is False
     assert "dtype" not in seen, "'auto': bfloat16 where cuda:0 computes it (load_model_and_tokenizer decides for `device`)"
+
+
+def _two_row_texts():
+    return {
+        "Natalia": [GOOD_REWRITES[72], "Half of 48 is 48 / 2 = 24. So 24 + 48 = 72 clips were sold.\n#### 72",
+                    "April gave 48 clips; May gave 48 / 2 = 24 clips; the sum is 48 + 24 = 72.\n#### 72", "#### 72"],
+        "Weng": ["The answer is 10.\n#### 10", "#### 10", "ten\n#### 10", "#### 11"],
+    }
+
+
+def test_the_rollout_summary_is_logged_every_n_steps_and_printed(tiny_model_dir, tmp_path, capsys):
+    """Every patch_summary_steps steps: feasible, zero-spread, length, rejections and copies in log_history and one line."""
+    args = tiny_args(tmp_path / "out", max_steps=4, per_device_train_batch_size=8, logging_steps=1, patch_summary_steps=2)
+    trainer = RewriterTrainer(
+        model=tiny_model_dir, args=args, train_dataset=make_dataset("plain", GSM8K_ROWS[:2]), rollout_func=_fixed_rollout(_two_row_texts())
+    )
+    trainer.train()
+    summaries = [entry for entry in trainer.state.log_history if "patch_summary/feasible_fraction" in entry]
+    assert [entry["step"] for entry in summaries] == [2, 4]
+    for entry in summaries:
+        assert entry["patch_summary/candidates"] == 16  # two steps of 2 groups x 4
+        assert entry["patch_summary/feasible_fraction"] == pytest.approx(3 / 8)  # Natalia's first three only
+        assert entry["patch_summary/zero_spread_fraction"] == pytest.approx(0.5)  # Weng's group: all rewards 0
+        assert entry["patch_summary/mean_completion_length"] > 0
+        rejected = {k.removeprefix("patch_summary/rejected/"): v for k, v in entry.items() if k.startswith("patch_summary/rejected/")}
+        assert sum(rejected.values()) == pytest.approx(5 / 8)
+        assert 0.0 <= entry["patch_summary/copy_share"] <= 1.0 and 0.0 < entry["patch_summary/reference_similarity"] < 0.7
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[patch] steps")]
+    assert printed[0].startswith("[patch] steps 1-2: feasible 37.5% of 16, zero-spread groups 50%")
+    assert printed[1].startswith("[patch] steps 3-4:")
+
+
+def test_copies_count_in_the_summary(tiny_model_dir, tmp_path):
+    """A feasible candidate keeping half or more of the expert answer's words in order is counted as a copy."""
+    from hf_patchdist.verifiers import reference_similarity
+
+    other_words = "Half of 48 is 48 / 2 = 24. So 24 + 48 = 72 clips were sold.\n#### 72"
+    texts = {"Natalia": [GOOD_REWRITES[72], other_words], "Weng": [GOOD_REWRITES[10], "#### 10"]}
+    shares = [reference_similarity(GOOD_REWRITES[72], GSM8K_ROWS[0]["answer"]), reference_similarity(other_words, GSM8K_ROWS[0]["answer"]),
+              reference_similarity(GOOD_REWRITES[10], GSM8K_ROWS[1]["answer"])]
+    assert shares[0] >= 0.5 > shares[1] and shares[2] >= 0.5
+    args = tiny_args(tmp_path / "out", max_steps=1, per_device_train_batch_size=8, logging_steps=1, patch_summary_steps=1)
+    trainer = RewriterTrainer(
+        model=tiny_model_dir, args=args, train_dataset=make_dataset("plain", GSM8K_ROWS[:2]), rollout_func=_fixed_rollout(texts)
+    )
+    trainer.train()
+    entry = next(entry for entry in trainer.state.log_history if "patch_summary/copy_share" in entry)
+    assert entry["patch_summary/feasible_fraction"] == pytest.approx(6 / 8)  # "#### 10" has no reasoning
+    assert entry["patch_summary/copy_share"] == pytest.approx(4 / 6)
+    assert entry["patch_summary/reference_similarity"] == pytest.approx(2 * sum(shares) / 6)
+
+
+def test_a_resumed_run_centres_r_div_on_the_saved_running_mean(tiny_model_dir, tmp_path):
+    """The running mean goes into every checkpoint and comes back on resume: step 2's rewards are the same whether
+    the run went through or was resumed from step 1's checkpoint (the rollouts are fixed texts, scored under pi_0)."""
+    import shutil
+
+    from hf_patchdist.trainers.rewriter_trainer import REWARD_STATE_NAME
+
+    def trainer_for(folder):
+        args = tiny_args(folder, max_steps=2, per_device_train_batch_size=8, logging_steps=1, save_strategy="steps", save_steps=1)
+        return RewriterTrainer(
+            model=tiny_model_dir, args=args, train_dataset=make_dataset("plain", GSM8K_ROWS[:2]), rollout_func=_fixed_rollout(_two_row_texts())
+        )
+
+    whole = trainer_for(tmp_path / "whole")
+    whole.train()
+    # The resumed sampler may put the two rows' groups in the other order: compare the values, not their places.
+    step_two = sorted(whole.reward_funcs[0].last_components["r_div"])
+    saved = json.loads((tmp_path / "whole" / "checkpoint-1" / REWARD_STATE_NAME).read_text())
+    assert saved["0"]["embedding_mean"]["count"] == 3 and len(saved["0"]["embedding_mean"]["mean"]) == 32
+    assert any(value > 0 for value in step_two)
+
+    resumed_folder = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "whole" / "checkpoint-1", resumed_folder / "checkpoint-1")
+    resumed = trainer_for(resumed_folder)
+    resumed.train(resume_from_checkpoint=True)
+    assert sorted(resumed.reward_funcs[0].last_components["r_div"]) == pytest.approx(step_two, abs=1e-6)
+
+    # Without the saved state the resumed run would centre on nothing (its first call): the check can fail.
+    fresh_folder = tmp_path / "fresh"
+    shutil.copytree(tmp_path / "whole" / "checkpoint-1", fresh_folder / "checkpoint-1")
+    (fresh_folder / "checkpoint-1" / REWARD_STATE_NAME).unlink()
+    fresh = trainer_for(fresh_folder)
+    fresh.train(resume_from_checkpoint=True)
+    assert sorted(fresh.reward_funcs[0].last_components["r_div"]) != pytest.approx(step_two, abs=1e-6)
+
+
+def test_reward_weights_and_centring_come_from_the_config(tiny_model_dir, tmp_path):
+    args = tiny_args(tmp_path / "out", diversity_centering="none")
+    trainer = RewriterTrainer(model=tiny_model_dir, args=args, train_dataset=make_dataset("plain", GSM8K_ROWS[:2]))
+    assert trainer.reward_funcs[0].embedding_mean is None
+    args = tiny_args(tmp_path / "out2", diversity_centering_momentum=0.9)
+    trainer = RewriterTrainer(model=tiny_model_dir, args=args, train_dataset=make_dataset("plain", GSM8K_ROWS[:2]))
+    assert trainer.reward_funcs[0].embedding_mean.momentum == 0.9
+    with pytest.raises(ValueError, match="diversity_centering"):
+        tiny_args(tmp_path, diversity_centering="group_mean")
+    with pytest.raises(ValueError, match="patch_summary_steps"):
+        tiny_args(tmp_path, patch_summary_steps=-1)
