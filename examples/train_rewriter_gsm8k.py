@@ -1,8 +1,8 @@
 """Train a GSM8K rewriter with GRPO on a CPU (Stage I), then save it as a small bf16 LoRA.
 
-    python examples/train_rewriter_gsm8k.py --output /work/runs/gsm8k-rewriter --max-steps 40
-    python examples/train_rewriter_gsm8k.py --output /work/runs/gsm8k-rewriter --max-steps 40 --resume   # continue
-    python examples/train_rewriter_gsm8k.py --output /work/runs/gsm8k-rewriter-rft --rft-rows 128 --rft-candidates 4
+    python examples/train_rewriter_gsm8k.py --output runs/gsm8k-rewriter --max-steps 40
+    python examples/train_rewriter_gsm8k.py --output runs/gsm8k-rewriter --max-steps 40 --resume   # continue
+    python examples/train_rewriter_gsm8k.py --output runs/gsm8k-rewriter-rft --rft-rows 128 --rft-candidates 4
 
 The recipe: a fresh LoRA adapter, the full GRPO gate (``GRPO_GATE``: strict, copies of the expert answer
 and skipped steps fail), K = 8 candidates per prompt and two prompts per step (each process scores
@@ -42,7 +42,7 @@ from transformers import TrainerCallback
 
 from hf_patchdist import RewriterTrainer, RewriterGRPOConfig
 from hf_patchdist.formats import QAExample
-from hf_patchdist.models import load_model_and_tokenizer
+from hf_patchdist.models import base_model_record, load_model_and_tokenizer
 from hf_patchdist.rewriter import Rewriter, RewriterConfig, build_prompt_messages
 from hf_patchdist.trainers.rewriter_trainer import backbone_init_kwargs
 
@@ -88,7 +88,7 @@ def lora_config(args: argparse.Namespace):
     return LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
 
 
-def rejection_sampling_data(model, tokenizer, rows, config: RewriterGRPOConfig, args: argparse.Namespace, folder: Path) -> list[dict]:
+def rejection_sampling_data(model, tokenizer, rows, config: RewriterGRPOConfig, args: argparse.Namespace, folder: Path, backend=None) -> list[dict]:
     """Patch ``rows`` with the prompted rewriter (best of ``--rft-candidates`` samples under the GRPO gate).
 
     Returns the SFT rows (conversational prompt-completion) of the rows it rewrote; writes every row's
@@ -101,7 +101,9 @@ def rejection_sampling_data(model, tokenizer, rows, config: RewriterGRPOConfig, 
         generation={"max_new_tokens": config.max_completion_length, "do_sample": True, "temperature": 0.6, "top_p": 0.95},
     )
     # The GRPO gate (strict, no copies, the expert's steps): the warm start should teach what GRPO rewards.
-    rewriter = Rewriter(model, tokenizer, config=rewriter_config, verifier=config.verifier, num_candidates=args.rft_candidates, batch_size=16)
+    rewriter = Rewriter(
+        model, tokenizer, config=rewriter_config, verifier=config.verifier, num_candidates=args.rft_candidates, batch_size=16, backend=backend
+    )
     start = time.perf_counter()
     patched = rewriter.rewrite(rows)
     seconds = time.perf_counter() - start
@@ -147,15 +149,18 @@ def rejection_sampling_data(model, tokenizer, rows, config: RewriterGRPOConfig, 
     return sft_rows
 
 
-def warm_start_by_rft(config: RewriterGRPOConfig, args: argparse.Namespace, rows, folder: Path):
-    """The backbone with a LoRA fine-tuned on the prompted rewriter's accepted rewrites of ``rows`` (a ``PeftModel``)."""
+def warm_start_by_rft(config: RewriterGRPOConfig, args: argparse.Namespace, rows, folder: Path, backend=None):
+    """The backbone with a LoRA fine-tuned on the prompted rewriter's accepted rewrites of ``rows`` (a ``PeftModel``).
+
+    ``backend`` replaces the Rewriter's generation backend (tests pass a ``StaticBackend``).
+    """
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     model, tokenizer = load_model_and_tokenizer(args.model, **backbone_init_kwargs(config))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    sft_rows = rejection_sampling_data(model, tokenizer, rows, config, args, folder)
+    sft_rows = rejection_sampling_data(model, tokenizer, rows, config, args, folder, backend)
     if not sft_rows:
         raise SystemExit("RFT: the prompted rewriter rewrote no row; nothing to warm-start from.")
     sft_args = SFTConfig(
@@ -259,6 +264,10 @@ def main() -> None:
     trainer = RewriterTrainer(
         model=model, args=config, train_dataset=grpo_rows, processing_class=tokenizer, callbacks=[JsonlLogCallback(output / "log.jsonl")]
     )
+    if tokenizer is not None:
+        # Built on a loaded PeftModel, the trainer only knows the checkpoint path it was loaded from: record the
+        # model as named (the embedded alias keeps its GGUF hash), as when the trainer loads it itself.
+        trainer.rewriter_config.__dict__.update(base_model_record(args.model))
     if args.init_adapter and not args.resume:
         load_adapter_weights(trainer.model, Path(args.init_adapter))
     trainer.train(resume_from_checkpoint=args.resume or None)
