@@ -2,6 +2,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from hf_patchdist.rewriter import PATCH_COLUMNS
 from conftest import GSM8K_ROWS
 
 from hf_patchdist.cli import main
@@ -22,7 +24,7 @@ def test_rewrite_saves_the_patched_set_and_prints_a_summary(tiny_model_dir, gsm8
     printed = capsys.readouterr().out
     assert "rows: 4" in printed and "fallback reasons" in printed
     patched = load_from_disk(str(out))
-    assert patched.column_names == ["question", "answer", "patch_source", "patch_reason", "patch_nll_original", "patch_nll_kept"]
+    assert patched.column_names == ["question", "answer", *PATCH_COLUMNS]
     stats = json.loads((out / "patch_statistics.json").read_text())
     assert stats["rows"] == 4
     with pytest.raises(SystemExit, match="--overwrite"):
@@ -190,3 +192,15 @@ def test_rewrite_with_a_rewriter_naming_a_callable_verifier_needs_trust_remote_c
     assert not probe_module.imported() and not (tmp_path / "refused").exists()
     assert main([*command, "--output", str(tmp_path / "patched"), "--trust-remote-code"]) == 0
     assert probe_module.imported()
+
+
+def test_rewrite_options_for_best_of_k_reach_the_rewriter(tiny_model_dir):
+    from hf_patchdist.cli.common import build_rewriter
+    from hf_patchdist.cli.main import build_parser
+
+    argv = ["rewrite", "--model", tiny_model_dir, "--num-candidates", "4", "--require-lower-nll", "--output", "x"]
+    rewriter = build_rewriter(build_parser().parse_args(argv), tiny_model_dir)
+    assert rewriter.config.num_candidates == 4 and rewriter.config.require_lower_nll is True
+    assert rewriter.generation_settings.do_sample and rewriter.generation_settings.temperature == 0.6
+    default = build_rewriter(build_parser().parse_args(["rewrite", "--model", tiny_model_dir, "--output", "x"]), tiny_model_dir)
+    assert default.config.require_lower_nll is False and not default.generation_settings.do_sample
