@@ -48,6 +48,10 @@ class PatchStatistics:
         accepted_original_nll: Mean pi_0 NLL of the expert answers of the rewritten rows.
         dropped: Rows with no question or no answer (a fallback reason in :data:`NO_TARGET_REASONS`), which
             SFT leaves out; they are still counted in ``rows``, ``fallback`` and ``fallback_reasons``.
+        feasible_per_row: Feasible candidates per row (``patch_num_feasible``), mean over all rows; None for a
+            set patched before the column existed.
+        rows_with_feasible: Rows with at least one feasible candidate (some may still fall back, e.g.
+            ``higher_nll_than_expert``); None without ``patch_num_feasible``.
     """
 
     rows: int = 0
@@ -61,6 +65,8 @@ class PatchStatistics:
     accepted_nll: float | None = None
     accepted_original_nll: float | None = None
     dropped: int = 0
+    feasible_per_row: float | None = None
+    rows_with_feasible: int | None = None
 
     @classmethod
     def from_columns(
@@ -69,6 +75,7 @@ class PatchStatistics:
         reasons: Sequence[str],
         nll_original: Sequence[float | None],
         nll_kept: Sequence[float | None],
+        num_feasible: Sequence[int] | None = None,
     ) -> PatchStatistics:
         rows = len(sources)
         rewritten_idx = [i for i, s in enumerate(sources) if s == "rewrite"]
@@ -86,6 +93,8 @@ class PatchStatistics:
             accepted_nll=_mean(nll_kept[i] for i in rewritten_idx),
             accepted_original_nll=_mean(nll_original[i] for i in rewritten_idx),
             dropped=sum(count for reason, count in reasons_count.items() if reason in NO_TARGET_REASONS),
+            feasible_per_row=_mean(num_feasible) if num_feasible is not None else None,
+            rows_with_feasible=sum(count > 0 for count in num_feasible) if num_feasible is not None else None,
         )
 
     @classmethod
@@ -95,7 +104,11 @@ class PatchStatistics:
         if missing:
             raise ValueError(f"Not a patched data set: columns {missing} are missing (columns: {dataset.column_names}).")
         return cls.from_columns(
-            dataset["patch_source"], dataset["patch_reason"], dataset["patch_nll_original"], dataset["patch_nll_kept"]
+            dataset["patch_source"],
+            dataset["patch_reason"],
+            dataset["patch_nll_original"],
+            dataset["patch_nll_kept"],
+            dataset["patch_num_feasible"] if "patch_num_feasible" in dataset.column_names else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,7 +124,7 @@ class PatchStatistics:
             f"{prefix}acceptance_rate": self.acceptance_rate,
             f"{prefix}dropped": float(self.dropped),
         }
-        for name in ("original_nll", "target_nll", "accepted_nll"):
+        for name in ("original_nll", "target_nll", "accepted_nll", "feasible_per_row"):
             value = getattr(self, name)
             if value is not None:
                 metrics[f"{prefix}{name}"] = value
@@ -135,6 +148,8 @@ class PatchStatistics:
         ]
         if self.dropped:
             lines.append(f"| dropped from SFT (no question or answer) | {self.dropped} |")
+        if self.feasible_per_row is not None:
+            lines.append(f"| feasible candidates per row (rows with one) | {self.feasible_per_row:.2f} ({self.rows_with_feasible}) |")
         lines += [f"| fallback: {reason} | {count} |" for reason, count in self.fallback_reasons.items()]
         lines += [
             f"| mean pi_0 NLL of the expert answers | {fmt(self.original_nll)} |",
@@ -153,9 +168,14 @@ class PatchStatistics:
         reasons = ", ".join(f"{r}: {c}" for r, c in self.fallback_reasons.items()) or "none"
         if self.dropped:
             reasons += f" (dropped from SFT, no question or answer: {self.dropped})"
+        feasible = (
+            f"  feasible candidates per row: {self.feasible_per_row:.2f} ({self.rows_with_feasible} rows with one)"
+            if self.feasible_per_row is not None
+            else ""
+        )
         return (
             f"rows: {self.rows}  rewritten: {self.rewritten} ({self.acceptance_rate:.1%})  copies: {self.copied}  "
-            f"fallback: {self.fallback}\n"
+            f"fallback: {self.fallback}{feasible}\n"
             f"fallback reasons: {reasons}\n"
             f"mean pi_0 NLL  expert answers: {fmt(self.original_nll)}  kept targets: {fmt(self.target_nll)}  "
             f"accepted rewrites: {fmt(self.accepted_nll)} (their expert answers: {fmt(self.accepted_original_nll)})"

@@ -30,7 +30,14 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_rewriter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rewriter", default=None, help="Trained rewriter: local folder or Hub id (default: prompted rewriting on --model)")
-    parser.add_argument("--num-candidates", type=int, default=None, help="Candidates per example (default 1, greedy)")
+    parser.add_argument(
+        "--num-candidates", type=int, default=None, help="Candidates per example (default 1, greedy; above 1 best-of-K, sampled)"
+    )
+    parser.add_argument(
+        "--require-lower-nll",
+        action="store_true",
+        help="Keep a rewrite only when its pi_0 NLL is below the expert answer's (else the row keeps the expert answer)",
+    )
     parser.add_argument("--rewrite-batch-size", type=int, default=16, help="Examples per generation batch")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="Token limit per rewrite")
     parser.add_argument("--dtype", default="auto", help="'auto' (bfloat16 where supported), 'float32', 'bfloat16'")
@@ -75,6 +82,7 @@ def build_rewriter(args: argparse.Namespace, model: str | None = None):
         model,
         max_new_tokens=args.max_new_tokens,
         num_candidates=args.num_candidates,
+        require_lower_nll=True if getattr(args, "require_lower_nll", False) else None,
         batch_size=args.rewrite_batch_size,
         question_column=args.question_column,
         answer_column=args.answer_column,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from ..models import DEFAULT_MODEL
 from .common import _add_data_arguments, _add_rewriter_arguments, _prepare_output, build_rewriter
@@ -26,6 +27,7 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
     stats = PatchStatistics.from_dataset(patched)
     (output / "patch_statistics.json").write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
     print(stats.summary())
+    print(describe_one_rewrite(dataset, patched, rewriter))
     print(f"Saved the patched data set to {output}")
     if args.save_rejected:
         print("The rejected candidates, with the gate's reason and detail, are in its column patch_rejected")
@@ -35,6 +37,24 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
         url = push_patched_dataset(patched, args.push_to_hub, rewriter=rewriter)
         print(f"Pushed to {url}")
     return 0
+
+
+def describe_one_rewrite(dataset: Any, patched: Any, rewriter: Any) -> str:
+    """The first accepted rewrite next to the expert answer it replaced, with both pi_0 NLLs: what patching did."""
+    from ..formats import read_example
+
+    sources = patched["patch_source"]
+    if "rewrite" not in sources:
+        return "No row was rewritten: every target kept its expert answer (see the fallback reasons above)."
+    index = sources.index("rewrite")
+    spec = rewriter.detect(dataset.column_names, sample=dataset[index])
+    row = patched[index]
+    return (
+        f"One accepted rewrite (row {index}; pi_0 NLL {row['patch_nll_original']:.3f} -> {row['patch_nll_kept']:.3f}, "
+        "lower is closer to the model's own words):\n"
+        f"--- expert answer ---\n{read_example(dataset[index], spec).answer}\n"
+        f"--- rewrite ---\n{read_example(row, spec).answer}\n---"
+    )
 
 
 def _add_rewrite_parser(sub: argparse._SubParsersAction) -> None:

@@ -40,6 +40,8 @@ PATCH_COLUMN_DESCRIPTIONS: dict[str, str] = {
     "given the question as a plain user turn QA(q) (NaN for a row without a usable question or answer).",
     "patch_nll_kept": "The same for the answer kept in the row (equal to `patch_nll_original` for a fallback): "
     "lower means closer to what the model would write itself.",
+    "patch_num_feasible": "How many of the row's generated candidates passed the gate (0 for a row not generated); "
+    "the one with the lowest NLL was kept, if it was closer to pi_0 than the expert answer.",
 }
 
 CITATION = f"""```bibtex

@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 # Bump when what a cached entry holds, or how the rewrites it stores are decided, changes: an old entry
 # under the same key would otherwise be reused silently.
-CACHE_FORMAT_VERSION = 2  # 2: the gate of issue 14 (GATE_VERSION 2), patch_source "copy", patch_rejected
+CACHE_FORMAT_VERSION = 3  # 2: the gate of issue 14 (GATE_VERSION 2), patch_source "copy", patch_rejected; 3: best-of-K selection (require_lower_nll), patch_num_feasible
 PATCH_INFO_NAME = "patch_info.json"
 
 

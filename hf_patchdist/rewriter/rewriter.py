@@ -23,29 +23,29 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..formats import FormatSpec, QAExample, detect_format, read_example, write_answer
-from ..generation.base import GeneratedText, GenerationBackend, GenerationSettings, accepts_token_limits
+from ..generation.base import GenerationBackend, GenerationSettings, accepts_token_limits
 from ..generation.registry import LOADS_ITS_OWN_MODEL, backend_from_name, check_backend_name
 from ..generation.transformers_backend import TransformersBackend
 from ..models import base_model_record, load_model_and_tokenizer, model_context_length
 from ..scoring import QAScorer, qa_prompt_of
-from ..verifiers import Verifier, check_verifier_trust, get_verifier, is_reference_copy
+from ..verifiers import Verifier, check_verifier_trust, get_verifier
 from .cache import PatchResult, patch_with_cache
+from .candidates import JudgedCandidate, JudgedRow, select_target
 from .fingerprint import file_sha256, weights_sha256
-from .limits import TOO_LONG, limit_was_too_short, plan_rows
+from .limits import TOO_LONG, plan_rows
 from .config import (
     ADAPTER_WEIGHTS_NAME,
     REJECTED_COLUMN,
     RewriterConfig,
     build_prompt_messages,
+    candidate_generation_settings,
     check_adapter_folder,
     set_num_candidates,
     shown_reference,
@@ -69,7 +69,9 @@ class Rewriter:
         config: A :class:`RewriterConfig`; the keyword arguments below override its fields.
         verifier: The gate: a :class:`~hf_patchdist.verifiers.Verifier`, a name (``"math"``,
             ``"choice"``, ``"exact"``, ``"regex"``), a dict, or a callable.
-        num_candidates: Candidates per example (sampling is switched on when above 1).
+        num_candidates: Candidates per example (best-of-K; above 1 they are sampled with ``config.sampling``).
+        require_lower_nll: Keep a rewrite only when it is closer to pi_0 than the expert answer
+            (:attr:`RewriterConfig.require_lower_nll`).
         batch_size: Examples per generation/scoring batch inside one ``map`` batch.
         question_column: Plain column holding the question (GSM8K: ``"question"``).
         answer_column: Plain column holding the expert answer (GSM8K: ``"answer"``).
@@ -107,6 +109,7 @@ class Rewriter:
         config: RewriterConfig | None = None,
         verifier: Any = None,
         num_candidates: int | None = None,
+        require_lower_nll: bool | None = None,
         batch_size: int = 16,
         question_column: str | None = None,
         answer_column: str | None = None,
@@ -146,6 +149,8 @@ class Rewriter:
             self._verifier = get_verifier(config.verifier, trust_remote_code=self.trust_remote_code)
         if num_candidates is not None:
             set_num_candidates(config, num_candidates)
+        if require_lower_nll is not None:
+            config.require_lower_nll = bool(require_lower_nll)
         self.adapter_path = str(adapter) if adapter is not None else None
         config.has_adapter = self.adapter_path is not None or bool(getattr(self._model, "peft_config", None))
         self.config = config
@@ -170,7 +175,7 @@ class Rewriter:
 
     @property
     def generation_settings(self) -> GenerationSettings:
-        return GenerationSettings(**{**self.config.generation, "batch_size": self.batch_size})
+        return candidate_generation_settings(self.config, self.batch_size)
 
     def _ensure_model(self) -> None:
         if self._model is None:
@@ -332,16 +337,40 @@ class Rewriter:
 
     def rewrite_rows(self, rows: Sequence[Mapping[str, Any]], spec: FormatSpec) -> list[dict[str, Any]]:
         """Generate-Verify-Fallback on rows; returns, per row, the new target column and provenance."""
-        examples = [read_example(row, spec) for row in rows]
-        reasons: list[str | None] = []
-        for example in examples:
-            reason = example.error or self.verifier.check_reference(example.answer)
-            reasons.append(reason)
-        todo = [i for i, r in enumerate(reasons) if r is None]
+        judged = self.judge_examples([read_example(row, spec) for row in rows])
+        outputs = []
+        for row, verdicts in zip(rows, judged):
+            chosen = select_target(verdicts, require_lower_nll=self.config.require_lower_nll)
+            out: dict[str, Any] = {spec.answer_column: row.get(spec.answer_column)}
+            if chosen.text is not None:
+                out.update(write_answer(row, spec, chosen.text))
+            out.update(
+                patch_source=chosen.source,
+                patch_reason=chosen.reason,
+                patch_nll_original=verdicts.original_nll,
+                patch_nll_kept=chosen.nll,
+                patch_num_feasible=chosen.num_feasible,
+            )
+            if self.config.keep_rejected:
+                # Always a list of the same struct (an empty list for a row without rejections), so that map
+                # writes one column type across batches.
+                out[REJECTED_COLUMN] = [
+                    {"text": c.text, "reason": c.reason, "detail": c.detail} for c in verdicts.candidates if not c.passed
+                ]
+            outputs.append(out)
+        return outputs
 
-        candidates: dict[int, list[GeneratedText]] = {}
-        limit_of: dict[int, int] = {}
-        expert_tokens_of: dict[int, int] = {}
+    def judge_examples(self, examples: Sequence[QAExample]) -> list[JudgedRow]:
+        """Generate ``num_candidates`` candidates per example, gate them, and score the feasible ones under pi_0.
+
+        Returns every candidate with its verdict (:class:`~hf_patchdist.rewriter.candidates.JudgedRow`);
+        :func:`~hf_patchdist.rewriter.candidates.select_target` picks the target, for all K candidates or, for
+        best-of-k with k < K, the first k.
+        """
+        judged = [JudgedRow(reference=example.answer) for example in examples]
+        for row, example in zip(judged, examples):
+            row.reason = example.error or self.verifier.check_reference(example.answer)
+        todo = [i for i, row in enumerate(judged) if row.reason is None]
         if todo:
             prompts = [self.build_prompt(examples[i]) for i in todo]
             settings = self.generation_settings
@@ -349,79 +378,44 @@ class Rewriter:
             # others get a token limit that stays inside it (see hf_patchdist.rewriter.limits).
             shown = [shown_reference(self.config, examples[i]) for i in todo]
             plan = plan_rows(self.tokenizer, prompts, shown, settings, model_context_length(self.model), accepts_token_limits(self.backend))
-            limit_of, expert_tokens_of, limits = dict(zip(todo, plan.limits)), dict(zip(todo, plan.expert_tokens)), plan.backend_limits()
-            for i in (row for row, long in zip(todo, plan.too_long) if long):
-                reasons[i] = TOO_LONG
+            for i, limit, expert_tokens, long in zip(todo, plan.limits, plan.expert_tokens, plan.too_long):
+                judged[i].limit, judged[i].expert_tokens = limit, expert_tokens
+                if long:
+                    judged[i].reason = TOO_LONG
             prompts, todo = [p for p, long in zip(prompts, plan.too_long) if not long], [i for i, long in zip(todo, plan.too_long) if not long]
         if todo:
             generated = self.backend.generate(
-                prompts,
-                num_candidates=self.config.num_candidates,
-                settings=settings,
-                stop=self.verifier.final_answer_end,
-                **limits,
+                prompts, num_candidates=self.config.num_candidates, settings=settings, stop=self.verifier.final_answer_end, **plan.backend_limits()
             )
-            candidates = dict(zip(todo, generated))
-
-        instruction = self.rewriting_instruction()
-        feasible: dict[int, list[str]] = {}
-        rejected: dict[int, list[dict[str, str]]] = {}
-        for i in todo:
-            results = [
-                self.verifier(
-                    c.text, examples[i].answer, question=examples[i].question, truncated=c.truncated, instruction=instruction
-                )
-                for c in candidates[i]
-            ]
-            # The generated text as it was (a result's text may be trimmed), with the verdict.
-            rejected[i] = [
-                {"text": c.text, "reason": r.reason, "detail": r.detail} for c, r in zip(candidates[i], results) if not r.passed
-            ]
-            passed = [r.text for r in results if r.passed]
-            if passed:
-                feasible[i] = passed
-            else:
-                reasons[i] = Counter(r.reason for r in results).most_common(1)[0][0]
-                if limit_was_too_short(reasons[i], expert_tokens_of[i], limit_of[i]):
-                    reasons[i] = TOO_LONG
+            instruction = self.rewriting_instruction()
+            for i, candidates in zip(todo, generated):
+                example = examples[i]
+                for c in candidates:
+                    result = self.verifier(c.text, example.answer, question=example.question, truncated=c.truncated, instruction=instruction)
+                    judged[i].candidates.append(
+                        JudgedCandidate(c.text, True, kept_text=result.text)
+                        if result.passed
+                        else JudgedCandidate(c.text, False, reason=result.reason, detail=result.detail)
+                    )
 
         # One batched pi_0 pass scores the expert answers and every feasible candidate.
         score_prompts: list[str] = []
-        score_answers: list[str] = []
-        keys: list[tuple[int, int]] = []  # (row, -1 for the expert answer / candidate index)
-        for i, example in enumerate(examples):
+        targets: list[tuple[JudgedRow | JudgedCandidate, str]] = []
+        for row, example in zip(judged, examples):
             if example.answer is None or example.question is None:
                 continue
             qa = self.qa_prompt(example)
-            score_prompts.append(qa)
-            score_answers.append(example.answer)
-            keys.append((i, -1))
-            for k, text in enumerate(feasible.get(i, [])):
+            for target, text in [(row, example.answer)] + [(c, c.kept_text) for c in row.candidates if c.passed]:
                 score_prompts.append(qa)
-                score_answers.append(text)
-                keys.append((i, k))
-        nll_of: dict[tuple[int, int], float] = {}
+                targets.append((target, text))
         if score_prompts:
-            scores = self.scorer.score(score_prompts, score_answers)
-            nll_of = dict(zip(keys, scores.nll))
-
-        outputs = []
-        for i, row in enumerate(rows):
-            original_nll = nll_of.get((i, -1), math.nan)
-            out: dict[str, Any] = {spec.answer_column: row.get(spec.answer_column)}
-            if i in feasible:
-                best = min(range(len(feasible[i])), key=lambda k: nll_of[(i, k)])
-                out.update(write_answer(row, spec, feasible[i][best]))
-                source = "copy" if is_reference_copy(feasible[i][best], examples[i].answer) else "rewrite"
-                out.update(patch_source=source, patch_reason="", patch_nll_original=original_nll, patch_nll_kept=nll_of[(i, best)])
-            else:
-                out.update(patch_source="fallback", patch_reason=reasons[i] or "no_feasible_candidate", patch_nll_original=original_nll, patch_nll_kept=original_nll)
-            if self.config.keep_rejected:
-                # Always a list of the same struct (an empty list for a row without rejections), so that map
-                # writes one column type across batches.
-                out[REJECTED_COLUMN] = rejected.get(i, [])
-            outputs.append(out)
-        return outputs
+            scores = self.scorer.score(score_prompts, [text for _, text in targets])
+            for (target, _), nll in zip(targets, scores.nll):
+                if isinstance(target, JudgedRow):
+                    target.original_nll = nll
+                else:
+                    target.nll = nll
+        return judged
 
     def output_features(self, dataset: Any) -> Any:
         """The ``datasets.Features`` of ``dataset`` patched by this rewriter: its own, plus the provenance columns.
@@ -433,7 +427,7 @@ class Rewriter:
         from datasets import Features, List, Value
 
         columns = {**dataset.features, "patch_source": Value("string"), "patch_reason": Value("string")}
-        columns.update(patch_nll_original=Value("float64"), patch_nll_kept=Value("float64"))
+        columns.update(patch_nll_original=Value("float64"), patch_nll_kept=Value("float64"), patch_num_feasible=Value("int64"))
         if self.config.keep_rejected:
             columns[REJECTED_COLUMN] = List({"text": Value("string"), "reason": Value("string"), "detail": Value("string")})
         return Features(columns)

@@ -22,11 +22,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-GATE_VERSION = 2
+GATE_VERSION = 3
 """Version of the gate's verdicts: bump it whenever a change to the checks can change a verdict under an
 unchanged configuration (a check fixed, words tokenised differently). The patch cache key holds it, so that
 patched sets cached under an older gate are not reused. 2: Unicode words, identity steps, copies measured
-by the longest common subsequence of words."""
+by the longest common subsequence of words. 3: a final answer only stated in the conclusion counts as derived
+only when the expert answer does not compute it either."""
 
 GRPO_GATE: dict[str, Any] = {"name": "math", "strict": True, "max_reference_copy": 0.7, "min_step_ratio": 0.6}
 """The default gate of GRPO training: strict (trimming trailing text in the reward would still

@@ -179,13 +179,12 @@ def reference_similarity(candidate: str, reference: str) -> float:
 
 
 def is_reference_copy(candidate: str, reference: str) -> bool:
-    """Whether ``candidate`` is the reference itself once GSM8K annotations are removed from both and
-    whitespace is collapsed: the Rewriter labels such a target ``patch_source="copy"``, not a rewrite."""
+    """Whether ``candidate`` is the reference itself once GSM8K annotations and all whitespace are removed from
+    both (``"28-4 = 24"`` copies ``"28-4=<<28-4=24>>24"``): the Rewriter labels such a target
+    ``patch_source="copy"``, not a rewrite."""
     if not isinstance(candidate, str) or not isinstance(reference, str):
         return False
-    return " ".join(strip_calculator_annotations(candidate).split()) == " ".join(
-        strip_calculator_annotations(reference).split()
-    )
+    return "".join(strip_calculator_annotations(candidate).split()) == "".join(strip_calculator_annotations(reference).split())
 
 
 def _repeated_line(text: str, min_words: int) -> str | None:

@@ -2,6 +2,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from hf_patchdist.rewriter import PATCH_COLUMNS
 from conftest import GSM8K_ROWS
 
 from hf_patchdist.cli import main
@@ -22,7 +24,7 @@ def test_rewrite_saves_the_patched_set_and_prints_a_summary(tiny_model_dir, gsm8
     printed = capsys.readouterr().out
     assert "rows: 4" in printed and "fallback reasons" in printed
     patched = load_from_disk(str(out))
-    assert patched.column_names == ["question", "answer", "patch_source", "patch_reason", "patch_nll_original", "patch_nll_kept"]
+    assert patched.column_names == ["question", "answer", *PATCH_COLUMNS]
     stats = json.loads((out / "patch_statistics.json").read_text())
     assert stats["rows"] == 4
     with pytest.raises(SystemExit, match="--overwrite"):
@@ -190,3 +192,37 @@ def test_rewrite_with_a_rewriter_naming_a_callable_verifier_needs_trust_remote_c
     assert not probe_module.imported() and not (tmp_path / "refused").exists()
     assert main([*command, "--output", str(tmp_path / "patched"), "--trust-remote-code"]) == 0
     assert probe_module.imported()
+
+
+def test_rewrite_options_for_best_of_k_reach_the_rewriter(tiny_model_dir):
+    from hf_patchdist.cli.common import build_rewriter
+    from hf_patchdist.cli.main import build_parser
+
+    argv = ["rewrite", "--model", tiny_model_dir, "--num-candidates", "4", "--require-lower-nll", "--output", "x"]
+    rewriter = build_rewriter(build_parser().parse_args(argv), tiny_model_dir)
+    assert rewriter.config.num_candidates == 4 and rewriter.config.require_lower_nll is True
+    assert rewriter.generation_settings.do_sample and rewriter.generation_settings.temperature == 0.6
+    default = build_rewriter(build_parser().parse_args(["rewrite", "--model", tiny_model_dir, "--output", "x"]), tiny_model_dir)
+    assert default.config.require_lower_nll is False and not default.generation_settings.do_sample
+
+
+@pytest.mark.parametrize("fmt", ["plain", "messages"])
+def test_the_summary_shows_one_accepted_rewrite_next_to_its_expert_answer(tiny_model, fmt):
+    from conftest import GOOD_REWRITES, good_rewrite_for, make_dataset
+
+    from hf_patchdist.cli.rewrite import describe_one_rewrite
+    from hf_patchdist.generation import StaticBackend
+    from hf_patchdist.rewriter import Rewriter
+
+    model, tokenizer = tiny_model
+    responses = lambda prompt: good_rewrite_for(prompt) if "Weng" in prompt else "The answer is 5.\n#### 5"
+    rewriter = Rewriter(model, tokenizer, backend=StaticBackend(responses), show_progress=False)
+    dataset = make_dataset(fmt)
+    patched = rewriter.rewrite(dataset)
+    shown = describe_one_rewrite(dataset, patched, rewriter)
+    index = patched["patch_source"].index("rewrite")
+    assert f"row {index};" in shown and f"{patched['patch_nll_original'][index]:.3f} -> {patched['patch_nll_kept'][index]:.3f}" in shown
+    expert = GSM8K_ROWS[index]["answer"]
+    assert shown.index(expert) < shown.index("--- rewrite ---") < shown.index(GOOD_REWRITES[10])
+    nothing = Rewriter(model, tokenizer, backend=StaticBackend(["#### 5"]), show_progress=False)
+    assert "No row was rewritten" in describe_one_rewrite(dataset, nothing.rewrite(dataset), nothing)

@@ -441,3 +441,65 @@ def test_scoring_stops_at_the_models_context(short_context_model):
     assert out.num_tokens[1] == len(tokenizer("#### 5", add_special_tokens=False)["input_ids"])
     assert out.num_tokens[2] == 0 and math.isnan(out.nll[2]), "a prompt that fills the context leaves nothing to score"
     assert QAScorer(model, tokenizer, max_length=10**6).score([prompt], [long_answer]).num_tokens[0] > 256 - prompt_tokens
+
+
+class RecordingBackend(StaticBackend):
+    """A StaticBackend that remembers the settings of its last call."""
+
+    def generate(self, prompts, *, num_candidates, settings, **kwargs):
+        self.last_settings = settings
+        return super().generate(prompts, num_candidates=num_candidates, settings=settings, **kwargs)
+
+
+def test_best_of_k_samples_with_its_own_settings_and_one_candidate_stays_greedy(tiny_model):
+    model, tokenizer = tiny_model
+    backend = RecordingBackend(good_rewrite_for)
+    make_dataset("plain", GSM8K_ROWS[:1]).map(Rewriter(model, tokenizer, backend=backend, show_progress=False), batched=True)
+    assert backend.last_settings.do_sample is False
+    config = RewriterConfig(sampling={"do_sample": True, "temperature": 0.7, "top_p": 0.9})
+    rewriter = Rewriter(model, tokenizer, backend=backend, config=config, num_candidates=4, show_progress=False)
+    make_dataset("plain", GSM8K_ROWS[:1]).map(rewriter, batched=True)
+    settings = backend.last_settings
+    assert (settings.do_sample, settings.temperature, settings.top_p) == (True, 0.7, 0.9)
+    assert settings.max_new_tokens == config.generation["max_new_tokens"], "what sampling does not name comes from generation"
+    assert rewriter.config.generation["do_sample"] is False, "the greedy settings are not overwritten"
+
+
+def test_several_greedy_candidates_are_refused_with_the_field_to_change(tiny_model):
+    rewriter = make_rewriter(tiny_model, good_rewrite_for, config=RewriterConfig(sampling={"do_sample": False}), num_candidates=3)
+    with pytest.raises(ValueError, match=r"sampling\['do_sample'\]"):
+        make_dataset("plain", GSM8K_ROWS[:1]).map(rewriter, batched=True)
+
+
+def test_each_row_counts_its_feasible_candidates(tiny_model):
+    def candidates(prompt):
+        if "Natalia" in prompt:
+            return [good_rewrite_for(prompt), "The answer is 72.\n#### 72", good_rewrite_for(prompt)]
+        return ["The answer is 5.\n#### 5"] * 3
+
+    patched = make_dataset("plain").map(make_rewriter(tiny_model, candidates, num_candidates=3), batched=True)
+    assert patched["patch_num_feasible"] == [2, 0, 0, 0]
+    stats = PatchStatistics.from_dataset(patched)
+    assert stats.feasible_per_row == pytest.approx(0.5) and stats.rows_with_feasible == 1
+    assert "feasible candidates per row: 0.50 (1 rows with one)" in stats.summary()
+
+
+def test_require_lower_nll_keeps_the_expert_answer_when_every_rewrite_is_further_from_pi0(tiny_model):
+    from hf_patchdist.rewriter.candidates import HIGHER_NLL_THAN_EXPERT
+
+    def two(prompt):
+        text = good_rewrite_for(prompt)
+        return [text, text.replace(" ", "  ", 1)]
+
+    dataset = make_dataset("plain")
+    free = dataset.map(make_rewriter(tiny_model, two, num_candidates=2), batched=True)
+    strict = dataset.map(make_rewriter(tiny_model, two, num_candidates=2, require_lower_nll=True), batched=True)
+    assert free["patch_source"] == ["rewrite"] * 4
+    for loose, row in zip(free, strict):
+        closer = loose["patch_nll_kept"] < loose["patch_nll_original"]
+        assert row["patch_source"] == ("rewrite" if closer else "fallback")
+        assert row["patch_reason"] == ("" if closer else HIGHER_NLL_THAN_EXPERT)
+        assert row["answer"] == (loose["answer"] if closer else dict(zip(dataset["question"], dataset["answer"]))[row["question"]])
+        assert row["patch_num_feasible"] == 2
+    # The tiny random model puts some rewrites above and some below their expert answers: both branches ran.
+    assert len(set(strict["patch_source"])) == 2, strict["patch_nll_kept"]

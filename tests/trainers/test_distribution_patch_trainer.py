@@ -263,8 +263,8 @@ def test_config_options_override_the_rewriter_without_changing_it(tiny_model, tm
     trainer = build(tmp_path, rewriter, model=model, tokenizer=tokenizer, patch_num_candidates=3, patch_batch_size=2)
     info = json.loads((trainer.patch_result.path / "patch_info.json").read_text())
     assert info["options"]["num_candidates"] == 3 and info["options"]["batch_size"] == 2
-    assert info["rewriter_config"]["generation"]["do_sample"] is True
-    assert trainer.rewriter.config.num_candidates == 3
+    assert info["rewriter_config"]["sampling"]["do_sample"] is True
+    assert trainer.rewriter.config.num_candidates == 3 and trainer.rewriter.generation_settings.do_sample
     assert rewriter.config.num_candidates == 1 and rewriter.batch_size == 16  # the user's object is untouched
 
 

@@ -26,8 +26,6 @@ _DONE = "\nThat counts both months.\n#### 72"
         # A fractional result rounded to the whole answer; a result in hundredths (cents, percent).
         "Over 5 days she sold 361 / 5 = 72.2 clips a day on average, about the same each day." + _DONE,
         "Each clip costs 1.44 / 2 = 0.72 dollars, which we count in cents." + _DONE,
-        # Stated in the last line of the reasoning, as a number the question does not give.
-        "In May she sold 48 / 2 = 24 clips.\nSo she sold 72 clips in April and May.\n#### 72",
         # LaTeX: the box is the right side.
         "In May $48 \\div 2 = 24$, so in all $48 + 24 = \\boxed{72}$",
     ],
@@ -43,6 +41,8 @@ def test_derived_final_answers_pass(candidate):
         "In May she sold 48 / 2 = 24 clips, so she sold 24 + 24 clips.\n#### 72",
         "In May she sold 48 / 2 = 24 clips.\nShe sold 48 clips in April.\n#### 72",
         "In May she sold 48 / 2 = 24 clips.\nThe answer = 72",
+        # Only stated in the conclusion, while the expert answer computes it (48+24 = 72): a skipped step.
+        "In May she sold 48 / 2 = 24 clips.\nSo she sold 72 clips in April and May.\n#### 72",
         "In May she sold 48 / 2 = 24 clips.\nTotal: 24 clips.\n\\boxed{72}",
     ],
 )
@@ -50,3 +50,21 @@ def test_underived_final_answers_fail(candidate):
     result = MathVerifier(min_length_ratio=0)(candidate, NATALIA["answer"], question=NATALIA["question"])
     assert result.reason == "answer_not_derived", (result.reason, result.detail)
     assert MathVerifier(min_length_ratio=0, require_derived_answer=False)(candidate, NATALIA["answer"]).passed
+
+
+ZIP = {
+    "question": "Brad lives on a street whose houses are numbered 11020 to 11030. His house is the sixth from the start. What is his zip code if it equals his house number?",
+    "answer": "The houses go 11020, 11021, ... so counting six from 11020 gives his house.\nThus, Brad's zip code is 11025.\n#### 11025",
+}
+
+
+def test_a_stated_conclusion_counts_as_derived_only_where_the_expert_answer_states_it_too():
+    stated = "Counting six houses from 11020 reaches his.\nSo his zip code is 11025.\n#### 11025"
+    verifier = MathVerifier(min_length_ratio=0, min_reasoning_steps=0)
+    assert verifier(stated, ZIP["answer"], question=ZIP["question"]).passed
+    # The builtin-set row the demo accepted before the fix: "2*2 = 4" is no step towards 108, which is only stated.
+    reference = "6*2=<<6*2=12>>12\n12*9=<<12*9=108>>108\n#### 108"
+    question = "Ben buys 6 cookies for each of 2 friends. Each of the cookies costs $9. How much does Ben spend in dollars?"
+    leak = "Ben buys 2 cookies for each of 2 friends, so he buys 2*2 = 4 cookies. Each cookie costs $9. Ben spent $108.\n#### 108"
+    result = MathVerifier()(leak, reference, question=question)
+    assert result.reason == "answer_not_derived", (result.reason, result.detail)

@@ -58,6 +58,7 @@ def test_is_reference_copy():
     assert is_reference_copy(NATALIA["answer"] + "\n", NATALIA["answer"])
     assert not is_reference_copy(stripped.replace("altogether", "in all"), NATALIA["answer"])
     assert not is_reference_copy(None, NATALIA["answer"])
+    assert is_reference_copy("28-4 = 24\n24 + 11 = 35\n#### 35", "28-4=<<28-4=24>>24\n24+11=<<24+11=35>>35\n#### 35"), "spacing is no rewrite"
 
 
 @pytest.mark.parametrize(
