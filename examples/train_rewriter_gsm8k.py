@@ -98,7 +98,9 @@ def rejection_sampling_data(model, tokenizer, rows, config: RewriterGRPOConfig, 
         prompt_template=config.prompt_template,
         system_prompt=config.system_prompt,
         keep_rejected=True,
-        generation={"max_new_tokens": config.max_completion_length, "do_sample": True, "temperature": 0.6, "top_p": 0.95},
+        generation={"max_new_tokens": config.max_completion_length},
+        # Stated here, not left to RewriterConfig's defaults (the same values today): the RFT data depend on them.
+        sampling={"do_sample": True, "temperature": 0.6, "top_p": 0.95},
     )
     # The GRPO gate (strict, no copies, the expert's steps): the warm start should teach what GRPO rewards.
     rewriter = Rewriter(
@@ -114,7 +116,8 @@ def rejection_sampling_data(model, tokenizer, rows, config: RewriterGRPOConfig, 
             handle.write(json.dumps({
                 "question": original["question"], "expert_answer": original["answer"], "patch_source": row["patch_source"],
                 "patch_reason": row["patch_reason"], "kept": row["answer"] if row["patch_source"] == "rewrite" else None,
-                "nll_expert": row["patch_nll_original"], "nll_kept": row["patch_nll_kept"], "rejected": row["patch_rejected"],
+                "nll_expert": row["patch_nll_original"], "nll_kept": row["patch_nll_kept"], "num_feasible": row.get("patch_num_feasible"),
+                "rejected": row["patch_rejected"],
             }) + "\n")
             if row["patch_source"] != "rewrite":
                 continue
@@ -133,7 +136,7 @@ def rejection_sampling_data(model, tokenizer, rows, config: RewriterGRPOConfig, 
     stats = {
         "rows": len(rows),
         "candidates_per_row": args.rft_candidates,
-        "generation": rewriter.config.generation,
+        "generation": {k: v for k, v in vars(rewriter.generation_settings).items() if k != "batch_size"},
         "gate": config.verifier,
         "rewritten_rows": len(accepted),
         "row_acceptance": len(accepted) / len(rows) if len(rows) else 0.0,
