@@ -22,7 +22,7 @@ benchmark lock, in the background; ``--only`` runs one of the two and ``--reuse`
 so the two can run in stages:
 
     flock /tmp/hf-patchdist-bench.lock nohup python benchmarks/grpo_warm_start.py > /work/runs/grpo_warm_start.log 2>&1 &
-    python benchmarks/grpo_warm_start.py --reuse          # only the summary and plot from finished runs
+    python benchmarks/grpo_warm_start.py --summary-only   # only the summary and plot of the run folders as they are
 """
 
 from __future__ import annotations
@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--runs-dir", default="/work/runs/grpo_warm_start")
     parser.add_argument("--only", choices=RUNS, default=None, help="Run only this one (the other is read if present)")
     parser.add_argument("--reuse", action="store_true", help="Keep a run folder whose log already has --steps steps")
+    parser.add_argument("--summary-only", action="store_true", help="Run nothing: summarise and plot the run folders as they are")
     parser.add_argument("--output", default=str(ROOT / "benchmarks/results/grpo_warm_start.json"))
     args = parser.parse_args()
     if not Path(args.data).is_file():
@@ -150,7 +151,7 @@ def main() -> None:
     for name in RUNS:
         folder = runs_dir / name
         finished = len(read_run(folder)["feasible_fraction"]) >= args.steps
-        if (args.only is None or args.only == name) and not (args.reuse and finished):
+        if (args.only is None or args.only == name) and not (args.reuse and finished) and not args.summary_only:
             if folder.exists():
                 for stale in ("log.jsonl", "wall_seconds.json"):
                     (folder / stale).unlink(missing_ok=True)

@@ -12,7 +12,8 @@ user turn, as the reward does) and computes r_div step by step as training did:
 
 Two views: ``feasible`` (r_div as training computes it: among each group's candidates that passed the GRPO gate,
 groups with fewer than two give 0) and ``all`` (every non-empty candidate counted, to see the magnitude on more
-groups than the few with two feasible candidates). Reported: mean and standard deviation of r_div over the
+groups than the few with two feasible candidates). Reported: the groups' mean pairwise distance ``(1 - cos) / 2``
+(how far apart the embeddings are), mean and standard deviation of r_div over the
 candidates of groups with at least two members, the mean within-group standard deviation (what reaches GRPO's
 advantages), and ``lambda_div * r_div`` next to ``lambda_dist * r_dist``'s within-group spread.
 
@@ -67,12 +68,13 @@ def measure(steps: list[dict], scorer, tokenizer, view: str) -> dict:
     import torch
 
     from hf_patchdist.formats import QAExample
-    from hf_patchdist.rewards import RunningEmbeddingMean, alignment_rewards, diversity_rewards
+    from hf_patchdist.rewards import RunningEmbeddingMean, alignment_rewards, diversity_rewards, mean_pairwise_distance
     from hf_patchdist.scoring import qa_prompt_of
 
     running = RunningEmbeddingMean(0.99)
     values: dict[str, list[float]] = {"raw": [], "running_mean": []}
     spreads: dict[str, list[float]] = {"raw": [], "running_mean": [], "r_dist": []}
+    distances: dict[str, list[float]] = {"raw": [], "running_mean": []}
     groups_counted = 0
     for step in steps:
         members = [i for i, text in enumerate(step["texts"]) if (step["feasible"][i] if view == "feasible" else text.strip())]
@@ -91,12 +93,16 @@ def measure(steps: list[dict], scorer, tokenizer, view: str) -> dict:
             "running_mean": diversity_rewards(embeddings, chosen, step["groups"], center=running.mean),
         }
         r_dist = alignment_rewards(nll, chosen, step["groups"])
+        previous_mean = running.mean
         running.update(embeddings[members].sum(dim=0), len(members))
         for group in step["groups"]:
             inside = [i for i in group if chosen[i]]
             if len(inside) < 2:
                 continue
             groups_counted += 1
+            distances["raw"].append(mean_pairwise_distance(embeddings[inside]))
+            if previous_mean is not None:  # the first step has no mean yet (its r_div is the raw one)
+                distances["running_mean"].append(mean_pairwise_distance(embeddings[inside] - previous_mean))
             for name, rewards in per_view.items():
                 group_values = [rewards[i] for i in inside]
                 values[name] += group_values
@@ -105,6 +111,7 @@ def measure(steps: list[dict], scorer, tokenizer, view: str) -> dict:
     result = {"groups_with_two_or_more": groups_counted, "candidates": len(values["raw"])}
     for name in ("raw", "running_mean"):
         result[name] = {
+            "mean_pairwise_distance_in_group": _mean(distances[name]),
             "mean": _mean(values[name]),
             "std": _std(values[name]),
             "within_group_std": _mean(spreads[name]),
