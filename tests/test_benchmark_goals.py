@@ -85,3 +85,18 @@ def test_grpo_step_time_not_met_above_half_or_without_the_control():
     assert summary["meets_goal"] is False and summary["fastest_engine"] == "trl_continuous_batching"
     missing = module.summarize({"decode_loop": {"median_step_seconds": 1.0, "median_generation_seconds": 1.0}})
     assert missing["meets_goal"] is False and "did not run" in missing["reason"]
+
+
+def _warm_start_runs(control, warm):
+    return {"control": {"feasible_fraction": control, "zero_spread_fraction": [1.0] * len(control), "r_div": [None] * len(control)},
+            "warm_start": {"feasible_fraction": warm, "zero_spread_fraction": [0.5] * len(warm), "r_div": [0.01] * len(warm)}}
+
+
+def test_grpo_warm_start_met_only_when_the_warm_start_is_above_the_control_over_every_step():
+    summarize = load("grpo_warm_start").summarize
+    met = summarize(_warm_start_runs([0.0, 0.0625], [0.25, 0.125]), steps=2)
+    assert met["meets_goal"] is True and met["feasible_fraction_gain"] == pytest.approx(0.15625)
+    assert summarize(_warm_start_runs([0.125, 0.0], [0.0, 0.125]), steps=2)["meets_goal"] is False  # equal means
+    unfinished = summarize(_warm_start_runs([0.0, 0.0], [0.5]), steps=2)
+    assert unfinished["complete"] is False and unfinished["meets_goal"] is False
+    assert summarize({"control": _warm_start_runs([0.0], [0.0])["control"]}, steps=1)["meets_goal"] is False
