@@ -55,9 +55,11 @@ before a run at these settings. The whole comparison goes to ``benchmarks/result
 ``benchmarks/results/forgetting/report.md`` and a picture to ``benchmarks/results/forgetting/gain_vs_forgetting.png``;
 the last line printed is that JSON object.
 
-Wall time (``--estimate`` prints it from the rates in ``forgetting_summary.DEFAULT_RATES``): see there for the
-measured per-step and per-evaluation times; the run itself prints what is left, with its own rates, after every
-stage.
+Wall time (``--estimate`` prints it stage by stage from ``forgetting_summary.DEFAULT_RATES``, where the measured
+per-step and per-evaluation times are explained): about 16 h for ``train[:800]`` (SFT 34 s and SDFT 89 s a step,
+100 steps an epoch; 700 s an evaluation, 12 of them; best-of-8 rewriting 3 s a row, twice) and about 9 h for
+``train[:400]``, on a 2-core CPU with nothing else running; SDFT's two seeds are a third of it. The run prints
+what is left, at its own rates, after every stage.
 
 Usage:
     python benchmarks/forgetting.py --estimate             # the plan and its wall time for train[:800] and train[:400]
@@ -527,6 +529,9 @@ class ForgettingBenchmark:
             samples = recorder.summary()
             info["sdft"].update({k: v for k, v in samples.items() if k != "sample_nll"})
             info["target_nll"] = samples["sample_nll"]
+            # Every sample with its pi_0 NLL, kept beside the evaluation details (the run folder goes after evaluation).
+            (self.work_dir / "details").mkdir(parents=True, exist_ok=True)
+            shutil.copy(recorder.log_path, self.work_dir / "details" / f"{run_name}_sdft_samples.jsonl")
         write_json(info, info_path)
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         del trainer, model

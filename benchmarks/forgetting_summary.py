@@ -26,14 +26,19 @@ GSM8K_TOLERANCE = 0.01  # one test item per 100
 NLL_GAIN_RATIO_GOAL = 0.9
 _EPS = 1e-9  # accuracies are k/n: keep "no worse" from failing on float rounding
 
-# Seconds per unit, measured on this project's 2-core CPU (see the module docstring of forgetting.py for when and
-# how); a run replaces them with its own as soon as it has some.
+# Seconds per unit on this project's 2-core CPU, for --estimate; a run replaces them with its own as soon as it has
+# some. SFT and evaluation: the first run (issue 7; float32, 2 threads): 549 s for 16 steps of 8 rows, and
+# 544 s per evaluation with 50 GSM8K items (more with 100). SDFT: one step of each, side by side in one process on
+# 8 rows of GSM8K train[:8] (bf16 autocast, 1 thread, nice 10, load average 4.5-5.8 from other jobs): SFT 46.8 s,
+# SDFT 122.2 s with samples of 256 tokens at most (mean 197: at temperature 1 most samples of the 135M model run
+# long), i.e. 2.6x SFT's step; so 2.6 x 34 s. Rewriting: best-of-8 is about 3.8x best-of-1's 0.78 s per row
+# (rewrite_throughput.json).
 DEFAULT_RATES = {
-    "sft_step": 34.0,  # first run (issue 7): 549 s for 16 steps of 8 rows, float32 (sft.json train_s)
-    "sdft_step": 100.0,  # placeholder until measured (see forgetting.py's docstring)
-    "eval": 700.0,  # first run: 544 s with 50 GSM8K items; more with 100
+    "sft_step": 34.0,
+    "sdft_step": 89.0,
+    "eval": 700.0,
     "kl_reference": 100.0,  # pi_0 samples of the KL measures, once
-    "rewrite_row": 3.0,  # best-of-8 Stage II per row: about 3.8x best-of-1's 0.8 s (rewrite_throughput.json)
+    "rewrite_row": 3.0,
 }
 
 
@@ -234,14 +239,17 @@ def extra_markdown(summary: Mapping[str, Any]) -> list[str]:
                 lines.append(f"| {name} | {seed} | " + " | ".join(_fmt(v) for v in values) + " |")
             lines.append(f"| {name} | range | " + " | ".join(_fmt(m["seed_range"][k][1] - m["seed_range"][k][0]) if k in m.get("seed_range", {}) else "0" for k in SEED_KEYS) + " |")
         lines.append("")
-    lines += ["## Wall time and what each method trained on", "", "| method | seeds | train s (mean) | rewrite s | target NLL under pi_0 | of |", "|---|---|---|---|---|---|"]
+    lines += ["## Wall time and what each method trained on", "",
+              "Seconds per seed; a patch's later seeds read the patched set from the cache. Target NLL: mean over seeds.", "",
+              "| method | seeds | train s | rewrite s | target NLL under pi_0 | of |", "|---|---|---|---|---|---|"]
     trained_on = {"sft": "expert answers", "dft": "expert answers", "sft_stripped": "annotation-stripped expert answers",
                   "sdft": "its on-policy samples", "prompted_patch": "patched set", "rl_patch": "patched set"}
     for name, m in methods.items():
         if name == "base":
             continue
-        lines.append(f"| {name} | {', '.join(str(s) for s in m.get('seeds') or [])} | {_fmt(m.get('train_s'), '{:.0f}')} | "
-                     f"{_fmt(m.get('rewrite_s'), '{:.0f}')} | {_fmt(m.get('target_nll'))} | {trained_on.get(name, '')} |")
+        seconds = {key: ", ".join(_fmt(v, "{:.0f}") for v in m.get("per_seed", {}).get(key, [m.get(key)])) for key in ("train_s", "rewrite_s")}
+        lines.append(f"| {name} | {', '.join(str(s) for s in m.get('seeds') or [])} | {seconds['train_s']} | {seconds['rewrite_s']} | "
+                     f"{_fmt(m.get('target_nll'))} | {trained_on.get(name, '')} |")
     if "sdft" in methods:
         lines += ["", f"SDFT: {summary.get('config', {}).get('sdft', {}).get('generator', '')}."]
     lines.append("")

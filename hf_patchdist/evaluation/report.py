@@ -130,8 +130,10 @@ def plot_gain_vs_forgetting(
             xerr = _error_bar(x, bars.get(xkey), xscale)
             yerr = _error_bar(y, bars.get(ykey), yscale)
             handles[name] = ax.errorbar(
-                [x], [y], xerr=xerr, yerr=yerr, fmt=MARKERS[index % len(MARKERS)], markersize=8, color=f"C{index % 10}",
-                ecolor=f"C{index % 10}", elinewidth=1.2, capsize=4, alpha=0.9, zorder=3, label=name,
+                # Later methods get smaller markers on top: methods on the same spot stay visible as nested shapes.
+                [x], [y], xerr=xerr, yerr=yerr, fmt=MARKERS[index % len(MARKERS)], markersize=max(13 - index, 6), color=f"C{index % 10}",
+                markeredgecolor="white", markeredgewidth=0.8, ecolor=f"C{index % 10}", elinewidth=1.2, capsize=4, alpha=0.9,
+                zorder=3 + index, label=name,
             )
         ax.axhline(0, color="0.6", lw=0.8)
         ax.axvline(0, color="0.6", lw=0.8)
@@ -149,10 +151,14 @@ def plot_gain_vs_forgetting(
         notes.append("error bars: lowest to highest value over seeds; point: their mean")
     fig.suptitle(title or "Downstream gain vs forgetting (each point: one fine-tuned model vs the base)")
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 4), fontsize=10, frameon=False, bbox_to_anchor=(0.5, 0.045))
+        ncol = min(len(handles), 4)
+        # matplotlib fills a legend column by column: reorder so that it reads row by row, in the methods' order.
+        order = [i for c in range(ncol) for i in range(c, len(handles), ncol)]
+        names = [list(handles)[i] for i in order]
+        fig.legend([handles[n] for n in names], names, loc="lower center", ncol=ncol, fontsize=10, frameon=False, bbox_to_anchor=(0.5, 0.045))
     if notes:
         fig.text(0.5, 0.008, "; ".join(notes), ha="center", fontsize=8, color="0.35")
-    rows = math.ceil(len(handles) / 4) if handles else 0
+    rows = math.ceil(len(handles) / 4) if handles else 0  # legend rows below the panels
     fig.tight_layout(rect=(0, 0.06 + 0.045 * rows, 1, 0.95))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
