@@ -171,3 +171,28 @@ def test_sdft_trains_one_step_with_a_local_base_teacher_and_reports_its_samples(
     assert [e["step"] for e in entries] == [0] and len(entries[0]["samples"]) == 2
     assert {p.split("<|im_start|>user\n")[1].split("<|im_end|>")[0] for p in entries[0]["prompts"]} == {"What is 1+1?", "What is 2+2?"}
     assert recorder.summary()["samples_scored"] + recorder.summary()["samples_unscored"] == 2
+
+
+def test_an_interrupted_sdft_run_resumes_from_its_checkpoint_and_keeps_the_earlier_samples(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+    from trl.experimental.sdft import SDFTConfig, SDFTTrainer
+
+    from hf_patchdist.models import load_model_and_tokenizer
+
+    base, tokenizer = load_model_and_tokenizer(tiny_model_dir, dtype="float32", device="cpu")
+    rows = [{"question": f"What is {i}+{i}?", "answer": f"{i}+{i} = {2 * i}\n#### {2 * i}"} for i in range(4)]
+    recorder = methods_module.SampleNLLRecorder(base, tokenizer, tmp_path / "samples.jsonl")
+
+    def trainer(max_steps: int):
+        kwargs = {"output_dir": str(tmp_path / "run"), "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "learning_rate": 1e-3,
+                  "max_steps": max_steps, "bf16": False, "use_cpu": True, "report_to": "none", "save_strategy": "steps", "save_steps": 1,
+                  "gradient_checkpointing": False, "seed": 0}
+        config = SDFTConfig(**methods_module.sdft_config_kwargs(kwargs, methods_module.SDFTOptions(max_completion_length=4)))
+        student = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        return SDFTTrainer(model=student, args=config, train_dataset=methods_module.sdft_dataset(rows), processing_class=tokenizer, callbacks=[recorder])
+
+    trainer(1).train()  # "interrupted" after its first step, checkpoint-1 written
+    resumed = trainer(2)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-1"))
+    assert resumed.state.global_step == 2
+    assert [e["step"] for e in recorder.entries()] == [0, 1]
