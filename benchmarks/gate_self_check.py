@@ -20,8 +20,8 @@ the same gates, before and after, every changed verdict listed: what the changed
 
 Goals (``meets_goal``; each part in ``goals``): under the GRPO gate every expert answer fails as a copy
 (``copies_reference``); under the Stage II gate and the GRPO gate without its copy check, at most 1% of the
-expert answers change verdict against the baseline; and the leak examples of issue 14 (``LEAKS`` below) all fail
-the GRPO gate. Control, in the same run: the baseline gate passes at least one leak example
+expert answers change verdict against the baseline; and the leak examples (``LEAKS`` below) all fail the gate
+each passed before. Control, in the same run: the baseline gate passes at least one leak example
 (``goals["control_baseline_passes_a_leak"]``), or the leak goal could not tell a fixed gate from an unchanged one.
 
 Prints one JSON object on its last line and writes the same object to ``benchmarks/results/gate_self_check.json``.
@@ -60,15 +60,18 @@ NATALIA_ANSWER = (
     "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72"
 )
 LEAKS = {
-    "identity_step": "72 + 0 = 72\n#### 72",
-    "skipped_intermediate_step": "48 + 24 = 72\n#### 72",
+    "identity_step": ("grpo", "72 + 0 = 72\n#### 72"),
+    "skipped_intermediate_step": ("grpo", "48 + 24 = 72\n#### 72"),
     "two_words_edited": (
-        "Natalia sold 48/2 = 24 clips in the month of May.\n"
-        "Natalia sold 48+24 = 72 clips in total in April and May.\n#### 72"
+        "grpo",
+        "Natalia sold 48/2 = 24 clips in the month of May.\nNatalia sold 48+24 = 72 clips in total in April and May.\n#### 72",
     ),
-    "annotations_left_in": NATALIA_ANSWER,
+    "annotations_left_in": ("grpo", NATALIA_ANSWER),
+    # Gate 3: the final sum skipped and its result only stated, while the expert computes it (found in best-of-8).
+    "answer_only_stated": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nSo she sold 72 clips in April and May.\n#### 72"),
 }
-"""Candidates for the GSM8K "Natalia" row that passed the GRPO gate of issue 14."""
+"""Candidates for the GSM8K "Natalia" row that passed a gate (named beside each): of issue 14 (GRPO gate) and
+of the best-of-K work (Stage II gate)."""
 
 
 def gates() -> dict[str, dict]:
@@ -93,8 +96,9 @@ def verdicts(rows: list[dict], rewrites: list[dict]) -> dict:
         out["gates"][name] = [verifier(r["answer"], r["answer"], question=r["question"]).reason for r in rows]
         out["seconds"][name] = round(time.perf_counter() - start, 2)
         out["rewrites"][name] = [verifier(r["candidate"], r["answer"], question=r["question"]).reason for r in rewrites]
-    grpo = get_verifier(gates()["grpo"])
-    out["leaks"] = {name: grpo(text, NATALIA_ANSWER, question=NATALIA_QUESTION).reason for name, text in LEAKS.items()}
+    out["leaks"] = {
+        name: get_verifier(gates()[gate])(text, NATALIA_ANSWER, question=NATALIA_QUESTION).reason for name, (gate, text) in LEAKS.items()
+    }
     return out
 
 

@@ -80,13 +80,33 @@ def markdown_table(methods: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot_gain_vs_forgetting(methods: Mapping[str, Mapping[str, Any]], path: str | Path, *, title: str | None = None) -> Path | None:
-    """PNG: downstream gain against mean forgetting, one labelled point per method.
+MARKERS = "osD^vP*Xh<>p"
+
+
+def plot_gain_vs_forgetting(
+    methods: Mapping[str, Mapping[str, Any]],
+    path: str | Path,
+    *,
+    title: str | None = None,
+    spread: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
+) -> Path | None:
+    """PNG: downstream gain against mean forgetting, one point per method, named in a legend below the panels.
 
     Left panel: GSM8K accuracy gain against ``forgetting_mean`` (the accuracy view). Right panel,
     when the continuous measures are there: held-out answer NLL gain against ``kl_general`` (the
     view that stays informative when accuracies are within noise). The good corner is top-left.
-    Returns None (and writes nothing) without matplotlib.
+    Each method has its own colour and marker and is named in the legend, not next to its point:
+    methods that land on the same spot would print their names over each other.
+
+    Args:
+        methods: Metrics per method (the point is the value, e.g. the mean over seeds).
+        path: Where the PNG goes.
+        title: Figure title.
+        spread: Per method, per metric, the ``(low, high)`` range to draw as an error bar (e.g. the
+            lowest and highest value over seeds); methods or metrics without one get no bar.
+
+    Returns:
+        The path, or None (and nothing is written) without matplotlib.
     """
     if not is_matplotlib_available():
         return None
@@ -95,41 +115,64 @@ def plot_gain_vs_forgetting(methods: Mapping[str, Mapping[str, Any]], path: str 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    spread = spread or {}
     views = [("forgetting_mean", "gsm8k_gain", "mean forgetting on general benchmarks\n(base - tuned) / base of acc_norm  [%]", "GSM8K accuracy gain  [points]", 100.0, 100.0)]
     if any("kl_general" in m and "heldout_nll_gain" in m for m in methods.values()):
         views.append(("kl_general", "heldout_nll_gain", "KL(base || tuned) per token on general chat prompts", "held-out GSM8K answer NLL gain  [nats/token]", 1.0, 1.0))
-    fig, axes = plt.subplots(1, len(views), figsize=(6.2 * len(views), 5.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(views), figsize=(6.2 * len(views), 5.6), squeeze=False)
+    handles: dict[str, Any] = {}
     for ax, (xkey, ykey, xlabel, ylabel, xscale, yscale) in zip(axes[0], views):
-        points = [
-            (index, name, metrics[xkey] * xscale, metrics[ykey] * yscale)
-            for index, (name, metrics) in enumerate(methods.items())
-            if metrics.get(xkey) is not None and metrics.get(ykey) is not None
-        ]
-        span_x = (max(p[2] for p in points) - min(p[2] for p in points)) or 1.0 if points else 1.0
-        span_y = (max(p[3] for p in points) - min(p[3] for p in points)) or 1.0 if points else 1.0
-        for position, (index, name, x, y) in enumerate(points):
-            # Methods that land on (nearly) the same spot get their labels stacked, not overprinted.
-            near = sum(abs(x - px) < 0.03 * span_x and abs(y - py) < 0.03 * span_y for _, _, px, py in points[:position])
-            ax.scatter([x], [y], s=60, color=f"C{index}", zorder=3)
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 6 + 12 * near), fontsize=10, color=f"C{index}")
+        for index, (name, metrics) in enumerate(methods.items()):
+            if metrics.get(xkey) is None or metrics.get(ykey) is None:
+                continue
+            x, y = metrics[xkey] * xscale, metrics[ykey] * yscale
+            bars = spread.get(name, {})
+            xerr = _error_bar(x, bars.get(xkey), xscale)
+            yerr = _error_bar(y, bars.get(ykey), yscale)
+            handles[name] = ax.errorbar(
+                # Later methods get smaller markers on top: methods on the same spot stay visible as nested shapes.
+                [x], [y], xerr=xerr, yerr=yerr, fmt=MARKERS[index % len(MARKERS)], markersize=max(13 - index, 6), color=f"C{index % 10}",
+                markeredgecolor="white", markeredgewidth=0.8, ecolor=f"C{index % 10}", elinewidth=1.2, capsize=4, alpha=0.9,
+                zorder=3 + index, label=name,
+            )
         ax.axhline(0, color="0.6", lw=0.8)
         ax.axvline(0, color="0.6", lw=0.8)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.set_title("better: up and to the left", fontsize=9, color="0.35")
+    notes = []
     sizes = ", ".join(
         f"{key.removesuffix('_n')} n={n}" for key, n in next(iter(methods.values()), {}).items() if key.endswith("_n") and isinstance(n, int)
     )
-    fig.suptitle(title or "Downstream gain vs forgetting (each point: one fine-tuned model vs the base)")
     if sizes:
-        fig.text(0.5, 0.005, f"items: {sizes}", ha="center", fontsize=8, color="0.35")
-    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
+        notes.append(f"items: {sizes}")
+    if any(spread.values()):
+        notes.append("error bars: lowest to highest value over seeds; point: their mean")
+    fig.suptitle(title or "Downstream gain vs forgetting (each point: one fine-tuned model vs the base)")
+    if handles:
+        ncol = min(len(handles), 4)
+        # matplotlib fills a legend column by column: reorder so that it reads row by row, in the methods' order.
+        order = [i for c in range(ncol) for i in range(c, len(handles), ncol)]
+        names = [list(handles)[i] for i in order]
+        fig.legend([handles[n] for n in names], names, loc="lower center", ncol=ncol, fontsize=10, frameon=False, bbox_to_anchor=(0.5, 0.045))
+    if notes:
+        fig.text(0.5, 0.008, "; ".join(notes), ha="center", fontsize=8, color="0.35")
+    rows = math.ceil(len(handles) / 4) if handles else 0  # legend rows below the panels
+    fig.tight_layout(rect=(0, 0.06 + 0.045 * rows, 1, 0.95))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _error_bar(value: float, bounds: tuple[float, float] | None, scale: float) -> list[list[float]] | None:
+    """``[[below], [above]]`` for matplotlib's ``errorbar`` from a ``(low, high)`` range around ``value``."""
+    if bounds is None or any(b is None or (isinstance(b, float) and math.isnan(b)) for b in bounds):
+        return None
+    low, high = bounds[0] * scale, bounds[1] * scale
+    return [[max(value - low, 0.0)], [max(high - value, 0.0)]]
 
 
 def _json_default(value: Any) -> Any:

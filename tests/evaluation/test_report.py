@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from hf_patchdist.evaluation.report import write_report
 from hf_patchdist.import_utils import is_matplotlib_available
 
@@ -40,3 +42,22 @@ def test_user_and_lm_eval_tasks_get_their_own_columns():
     assert "lm-eval piqa (n=20)" in header and "quiz acc_norm (n=10)" in header and "my_math acc (n=5)" in header
     assert header.index("lm-eval piqa acc") < header.index("forgetting (mean)")
     assert "| sft | 1.000 | 0.500 | 0.400 | 1.200 | 0.100 | 0.450 | 0.550 | +25.00% |" in table
+
+
+def test_plot_draws_seed_ranges_as_error_bars_around_the_mean(tmp_path):
+    from hf_patchdist.evaluation.report import _error_bar, plot_gain_vs_forgetting
+
+    assert _error_bar(0.35, (0.3, 0.4), 1.0) == [[pytest.approx(0.05)], [pytest.approx(0.05)]]
+    assert _error_bar(2.0, (0.01, 0.05), 100.0) == [[pytest.approx(1.0)], [pytest.approx(3.0)]]  # value already in percent, range not yet
+    assert _error_bar(0.35, None, 1.0) is None and _error_bar(0.35, (None, 0.4), 1.0) is None
+    methods = {
+        "base": {"forgetting_mean": 0.0, "gsm8k_gain": 0.0, "kl_general": 0.0, "heldout_nll_gain": 0.0},
+        "sft": {"forgetting_mean": 0.02, "gsm8k_gain": 0.01, "kl_general": 0.35, "heldout_nll_gain": 0.5},
+        "rl_patch": {"forgetting_mean": 0.02, "gsm8k_gain": 0.01, "kl_general": 0.35, "heldout_nll_gain": 0.5},  # on sft's spot
+        "sdft": {"forgetting_mean": None, "gsm8k_gain": 0.0},  # only partly measured: left out of the panels it lacks
+    }
+    path = plot_gain_vs_forgetting(methods, tmp_path / "plot.png", spread={"sft": {"kl_general": (0.3, 0.4)}})
+    if is_matplotlib_available():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert path is None
