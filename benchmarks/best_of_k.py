@@ -25,8 +25,9 @@ target NLL <= 0.85x the stripped expert answers', accepted NLL <= 0.9x the promp
 at most 10% of accepted rewrites keeping half the expert answer; at greedy K = 1, acceptance >= 2x the prompted
 rewriter's. The prompted rewriter is the control (it is expected to miss them).
 
-Resumable: each pass's judged candidates are stored in ``--work-dir`` (``runs/best_of_k`` by default, outside
-git) and read back instead of generating again. Prints one JSON object on its last line and writes it to
+Resumable and run in stages: each pass's judged candidates (every candidate's text, verdict and pi_0 NLL) are stored
+in ``--work-dir`` (``benchmarks/results/best_of_k/`` by default, gzipped JSON, committed) and read back instead of
+generating again, so ``--rewriters prompted`` now and ``--rewriters prompted,rl`` later computes only the new passes. Prints one JSON object on its last line and writes it to
 ``benchmarks/results/best_of_k.json``; also a plot (``best_of_k.png``) and some accepted rewrites for reading
 (``best_of_k_examples.json``).
 
@@ -37,6 +38,7 @@ git) and read back instead of generating again. Prints one JSON object on its la
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import os
@@ -64,13 +66,19 @@ def mean(values) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
+def read_pass(path: Path) -> tuple[list[JudgedRow], float]:
+    """A stored pass: its judged rows and seconds."""
+    stored = json.loads(gzip.decompress(path.read_bytes()))
+    rows = [JudgedRow(**{**row, "candidates": [JudgedCandidate(**c) for c in row["candidates"]]}) for row in stored["rows"]]
+    return rows, stored["seconds"]
+
+
 def judge_pass(rewriter: Rewriter, examples, path: Path, batch_size: int) -> tuple[list[JudgedRow], float]:
     """All rows judged by ``rewriter`` (read from ``path`` when an earlier run stored them) and the pass's seconds."""
     if path.is_file():
-        stored = json.loads(path.read_text())
-        rows = [JudgedRow(**{**row, "candidates": [JudgedCandidate(**c) for c in row["candidates"]]}) for row in stored["rows"]]
+        rows, seconds = read_pass(path)
         print(f"read {len(rows)} judged rows from {path}")
-        return rows, stored["seconds"]
+        return rows, seconds
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
@@ -79,7 +87,7 @@ def judge_pass(rewriter: Rewriter, examples, path: Path, batch_size: int) -> tup
         rows += rewriter.judge_examples(examples[first : first + batch_size])
     seconds = time.perf_counter() - start
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"seconds": seconds, "rows": [asdict(row) for row in rows]}))
+    path.write_bytes(gzip.compress(json.dumps({"seconds": seconds, "rows": [asdict(row) for row in rows]}).encode()))
     return rows, seconds
 
 
@@ -155,7 +163,11 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--rows-per-batch", type=int, default=4, help="Rows per K-candidate batch (4 rows x 16 = 64 sequences)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work-dir", default=str(ROOT / "runs/best_of_k"))
+    parser.add_argument(
+        "--work-dir",
+        default=str(ROOT / "benchmarks/results/best_of_k"),
+        help="Where each pass's judged candidates go (gzipped JSON, committed: a later run, also on a fresh clone, reads them)",
+    )
     parser.add_argument("--output", default=str(ROOT / "benchmarks/results/best_of_k.json"))
     args = parser.parse_args()
 
@@ -187,10 +199,10 @@ def main() -> None:
     }
     for name in args.rewriters.split(","):
         rewriter = rewriters[name]
-        greedy_rows, greedy_seconds = judge_pass(rewriter.with_options(batch_size=16), examples, work / f"{name}_greedy.json", 16)
+        greedy_rows, greedy_seconds = judge_pass(rewriter.with_options(batch_size=16), examples, work / f"{name}_greedy.json.gz", 16)
         many = rewriter.with_options(num_candidates=args.candidates, batch_size=args.rows_per_batch)
         set_seed(args.seed)
-        sampled_rows, sampled_seconds = judge_pass(many, examples, work / f"{name}_k{args.candidates}.json", args.rows_per_batch)
+        sampled_rows, sampled_seconds = judge_pass(many, examples, work / f"{name}_k{args.candidates}.json.gz", args.rows_per_batch)
         result["rewriters"][name] = {
             "greedy": summarise(greedy_rows, (None,))["k1"],
             "sampled": summarise(sampled_rows, tuple(k for k in KS if k <= args.candidates)),
@@ -222,8 +234,7 @@ def main() -> None:
 
     # Accepted rewrites to read: the trained rewriter's best-of-8 (or the first rewriter run).
     name = "rl" if "rl" in result["rewriters"] else next(iter(result["rewriters"]))
-    rows = json.loads((work / f"{name}_k{args.candidates}.json").read_text())["rows"]
-    judged = [JudgedRow(**{**row, "candidates": [JudgedCandidate(**c) for c in row["candidates"]]}) for row in rows]
+    judged, _ = read_pass(work / f"{name}_k{args.candidates}.json.gz")
     readable = []
     for example, row in zip(examples, judged):
         chosen = select_target(row, k=min(8, args.candidates), require_lower_nll=True)
