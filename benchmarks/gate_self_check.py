@@ -69,6 +69,8 @@ LEAKS = {
     "annotations_left_in": ("grpo", NATALIA_ANSWER),
     # Gate 3: the final sum skipped and its result only stated, while the expert computes it (found in best-of-8).
     "answer_only_stated": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nSo she sold 72 clips in April and May.\n#### 72"),
+    # Gate 3: every equation holds and the #### line matches, but the reasoning concludes something else (GRPO, K = 8).
+    "contradicting_conclusion": ("grpo", "In May: 48 / 2 = 24 clips.\nIn all: 48 + 24 = 72 clips, 72 + 24 = 96.\nThe final answer is 96 clips.\n#### 72"),
 }
 """Candidates for the GSM8K "Natalia" row that passed a gate (named beside each): of issue 14 (GRPO gate) and
 of the best-of-K work (Stage II gate)."""

@@ -27,7 +27,8 @@ GATE_VERSION = 3
 unchanged configuration (a check fixed, words tokenised differently). The patch cache key holds it, so that
 patched sets cached under an older gate are not reused. 2: Unicode words, identity steps, copies measured
 by the longest common subsequence of words. 3: a final answer only stated in the conclusion counts as derived
-only when the expert answer does not compute it either."""
+only when the expert answer does not compute it either; an answer stated in the reasoning that differs from the final
+one fails (``contradicts_final_answer``)."""
 
 GRPO_GATE: dict[str, Any] = {"name": "math", "strict": True, "max_reference_copy": 0.7, "min_step_ratio": 0.6}
 """The default gate of GRPO training: strict (trimming trailing text in the reward would still

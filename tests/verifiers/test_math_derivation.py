@@ -68,3 +68,14 @@ def test_a_stated_conclusion_counts_as_derived_only_where_the_expert_answer_stat
     leak = "Ben buys 2 cookies for each of 2 friends, so he buys 2*2 = 4 cookies. Each cookie costs $9. Ben spent $108.\n#### 108"
     result = MathVerifier()(leak, reference, question=question)
     assert result.reason == "answer_not_derived", (result.reason, result.detail)
+
+
+def test_an_answer_stated_in_the_reasoning_must_be_the_final_answer():
+    reference = "He walks 2 x 3 = <<2*3=6>>6 meters.\n#### 6"
+    question = "A robot walks 2 meters 3 times. How many meters does it walk?"
+    leak = "1. 2 x 3 = 6 meters\n2. 6 x 3 = 18\n3. 18 + 2 = 20\nThe final answer is 20 meters.\n#### 6"  # passed gate v3 in GRPO
+    result = MathVerifier(min_length_ratio=0)(leak, reference, question=question)
+    assert result.reason == "contradicts_final_answer" and "20" in result.detail, (result.reason, result.detail)
+    agreeing = "He walks 2 x 3 = 6 meters.\nThe answer is 6.\n#### 6"
+    assert MathVerifier(min_length_ratio=0)(agreeing, reference, question=question).passed
+    assert MathVerifier(min_length_ratio=0)("2 x 3 = 6, so the answer is $6.00.\n#### 6", reference, question=question).passed

@@ -200,6 +200,9 @@ class MathVerifier(Verifier):
                 text,
                 f"final answer {located.answer!r} is not equivalent to the reference's {expected!r}",
             )
+        stated = _contradicting_statement(text[: located.start], located.answer)
+        if stated is not None:
+            return _fail("contradicts_final_answer", text, f"the text states {stated!r} before the final answer {located.answer!r}")
         if self.check_equations:
             wrong = _first_wrong_equation(text, self.equation_rel_tol)
             if wrong is not None:
@@ -321,3 +324,19 @@ def _reference_derives(reference: str, answer: float) -> bool:
     located = _locate_final_line(reference, _MATH_KINDS, final=True)
     worked = reference[: located.start] if located else reference
     return any(_is_result(answer, v) for v in _derived_results(worked))
+
+
+# "The answer is 20", "The final answer is: $20": an answer stated in the reasoning, before the final-answer line.
+_STATED_ANSWER_RE = re.compile(r"\banswer\s+(?:is|=)\s*:?\s*\$?\s*(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)", re.IGNORECASE)
+
+
+def _contradicting_statement(body: str, final: str) -> str | None:
+    """The first answer stated in ``body`` that is not equivalent to the ``final`` one, or None.
+
+    A candidate whose equations hold and whose ``####`` line matches the reference can still conclude something
+    else ("18 + 2 = 20\nThe final answer is 20 meters.\n#### 6"): its reasoning does not arrive at its answer.
+    """
+    for match in _STATED_ANSWER_RE.finditer(strip_calculator_annotations(body)):
+        if not math_answers_equal(match.group(1), final):
+            return match.group(0)
+    return None
