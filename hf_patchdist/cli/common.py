@@ -40,6 +40,13 @@ def _add_rewriter_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rewrite-batch-size", type=int, default=16, help="Examples per generation batch")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="Token limit per rewrite")
+    parser.add_argument(
+        "--length-margin",
+        type=int,
+        default=None,
+        help="Tokens added to 1.5x the expert answer's length for each row's token limit (default 32; more for terse "
+        "expert answers, whose rewrites in words are several times longer)",
+    )
     parser.add_argument("--dtype", default="auto", help="'auto' (bfloat16 where supported), 'float32', 'bfloat16'")
     parser.add_argument(
         "--backend",
@@ -58,11 +65,13 @@ def _add_rewriter_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def make_rewriter(rewriter: str | None, model: str | None, *, max_new_tokens: int | None = None, **options: Any):
+def make_rewriter(
+    rewriter: str | None, model: str | None, *, max_new_tokens: int | None = None, length_margin: int | None = None, **options: Any
+):
     """A Rewriter: the trained one in the folder or Hub repo `rewriter`, else prompted rewriting on `model`.
 
     `options` go to the Rewriter (``num_candidates``, ``batch_size``, ``question_column``, ``dtype``...);
-    `max_new_tokens` replaces the token limit of its generation settings.
+    `max_new_tokens` replaces the token limit of its generation settings, `length_margin` the margin of each row's limit.
     """
     from ..rewriter import Rewriter
 
@@ -72,6 +81,8 @@ def make_rewriter(rewriter: str | None, model: str | None, *, max_new_tokens: in
         built = Rewriter(model or DEFAULT_MODEL, **options)
     if max_new_tokens is not None:
         built.config.generation = {**built.config.generation, "max_new_tokens": max_new_tokens}
+    if length_margin is not None:
+        built.config.generation = {**built.config.generation, "length_margin": length_margin}
     return built
 
 
@@ -81,6 +92,7 @@ def build_rewriter(args: argparse.Namespace, model: str | None = None):
         args.rewriter,
         model,
         max_new_tokens=args.max_new_tokens,
+        length_margin=getattr(args, "length_margin", None),
         num_candidates=args.num_candidates,
         require_lower_nll=True if getattr(args, "require_lower_nll", False) else None,
         batch_size=args.rewrite_batch_size,

@@ -198,8 +198,9 @@ def test_rewrite_options_for_best_of_k_reach_the_rewriter(tiny_model_dir):
     from hf_patchdist.cli.common import build_rewriter
     from hf_patchdist.cli.main import build_parser
 
-    argv = ["rewrite", "--model", tiny_model_dir, "--num-candidates", "4", "--require-lower-nll", "--output", "x"]
+    argv = ["rewrite", "--model", tiny_model_dir, "--num-candidates", "4", "--require-lower-nll", "--length-margin", "96", "--output", "x"]
     rewriter = build_rewriter(build_parser().parse_args(argv), tiny_model_dir)
+    assert rewriter.generation_settings.length_margin == 96 and rewriter.generation_settings.token_limit(20) == 126
     assert rewriter.config.num_candidates == 4 and rewriter.config.require_lower_nll is True
     assert rewriter.generation_settings.do_sample and rewriter.generation_settings.temperature == 0.6
     default = build_rewriter(build_parser().parse_args(["rewrite", "--model", tiny_model_dir, "--output", "x"]), tiny_model_dir)
