@@ -40,17 +40,23 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
 
 
 def describe_one_rewrite(dataset: Any, patched: Any, rewriter: Any) -> str:
-    """The first accepted rewrite next to the expert answer it replaced, with both pi_0 NLLs: what patching did."""
+    """One accepted rewrite next to the expert answer it replaced, with both pi_0 NLLs: what patching did.
+
+    The one with the median NLL drop among the accepted rewrites, so that it is a typical one, neither the best nor
+    the worst.
+    """
     from ..formats import read_example
 
     sources = patched["patch_source"]
     if "rewrite" not in sources:
         return "No row was rewritten: every target kept its expert answer (see the fallback reasons above)."
-    index = sources.index("rewrite")
+    drops = patched["patch_nll_original"], patched["patch_nll_kept"]
+    accepted = sorted((i for i, source in enumerate(sources) if source == "rewrite"), key=lambda i: drops[0][i] - drops[1][i])
+    index = accepted[len(accepted) // 2]
     spec = rewriter.detect(dataset.column_names, sample=dataset[index])
     row = patched[index]
     return (
-        f"One accepted rewrite (row {index}; pi_0 NLL {row['patch_nll_original']:.3f} -> {row['patch_nll_kept']:.3f}, "
+        f"A typical accepted rewrite (row {index}, the median NLL drop of {len(accepted)}; pi_0 NLL {row['patch_nll_original']:.3f} -> {row['patch_nll_kept']:.3f}, "
         "lower is closer to the model's own words):\n"
         f"--- expert answer ---\n{read_example(dataset[index], spec).answer}\n"
         f"--- rewrite ---\n{read_example(row, spec).answer}\n---"

@@ -222,8 +222,25 @@ def test_the_summary_shows_one_accepted_rewrite_next_to_its_expert_answer(tiny_m
     patched = rewriter.rewrite(dataset)
     shown = describe_one_rewrite(dataset, patched, rewriter)
     index = patched["patch_source"].index("rewrite")
-    assert f"row {index};" in shown and f"{patched['patch_nll_original'][index]:.3f} -> {patched['patch_nll_kept'][index]:.3f}" in shown
+    assert f"row {index}, the median NLL drop of 1;" in shown and f"{patched['patch_nll_original'][index]:.3f} -> {patched['patch_nll_kept'][index]:.3f}" in shown
     expert = GSM8K_ROWS[index]["answer"]
     assert shown.index(expert) < shown.index("--- rewrite ---") < shown.index(GOOD_REWRITES[10])
     nothing = Rewriter(model, tokenizer, backend=StaticBackend(["#### 5"]), show_progress=False)
     assert "No row was rewritten" in describe_one_rewrite(dataset, nothing.rewrite(dataset), nothing)
+
+
+def test_the_rewrite_shown_is_the_one_with_the_median_nll_drop(tiny_model):
+    from conftest import good_rewrite_for, make_dataset
+
+    from hf_patchdist.cli.rewrite import describe_one_rewrite
+    from hf_patchdist.generation import StaticBackend
+    from hf_patchdist.rewriter import Rewriter
+
+    model, tokenizer = tiny_model
+    rewriter = Rewriter(model, tokenizer, backend=StaticBackend(good_rewrite_for), show_progress=False)
+    dataset = make_dataset("plain")
+    patched = rewriter.rewrite(dataset)
+    drops = [o - k for o, k in zip(patched["patch_nll_original"], patched["patch_nll_kept"])]
+    assert patched["patch_source"] == ["rewrite"] * 4 and len(set(drops)) == 4
+    median = sorted(range(4), key=drops.__getitem__)[2]
+    assert f"(row {median}, the median NLL drop of 4;" in describe_one_rewrite(dataset, patched, rewriter)
