@@ -80,7 +80,7 @@ def markdown_table(methods: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-MARKERS = "osD^vP*Xh<>p"
+_MARKERS = "osD^vP*Xh<>p"
 
 
 def plot_gain_vs_forgetting(
@@ -131,7 +131,7 @@ def plot_gain_vs_forgetting(
             yerr = _error_bar(y, bars.get(ykey), yscale)
             handles[name] = ax.errorbar(
                 # Later methods get smaller markers on top: methods on the same spot stay visible as nested shapes.
-                [x], [y], xerr=xerr, yerr=yerr, fmt=MARKERS[index % len(MARKERS)], markersize=max(13 - index, 6), color=f"C{index % 10}",
+                [x], [y], xerr=xerr, yerr=yerr, fmt=_MARKERS[index % len(_MARKERS)], markersize=max(13 - index, 6), color=f"C{index % 10}",
                 markeredgecolor="white", markeredgewidth=0.8, ecolor=f"C{index % 10}", elinewidth=1.2, capsize=4, alpha=0.9,
                 zorder=3 + index, label=name,
             )
