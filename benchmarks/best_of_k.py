@@ -43,13 +43,13 @@ import json
 import math
 import os
 import time
-from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
 from datasets import load_dataset
 from transformers import set_seed
 
+from hf_patchdist.patch_statistics import PatchStatistics
 from hf_patchdist.formats import detect_dataset_format, read_example
 from hf_patchdist.rewriter import Rewriter
 from hf_patchdist.rewriter.candidates import JudgedCandidate, JudgedRow, select_target
@@ -92,23 +92,28 @@ def judge_pass(rewriter: Rewriter, examples, path: Path, batch_size: int) -> tup
 
 
 def cell(rows: list[JudgedRow], k: int | None, require_lower_nll: bool) -> dict:
-    """The statistics of best-of-k over the judged rows."""
+    """The statistics of best-of-k over the judged rows: the library's PatchStatistics plus copy measures."""
     chosen = [select_target(row, k=k, require_lower_nll=require_lower_nll) for row in rows]
-    rewrites = [(row, c) for row, c in zip(rows, chosen) if c.source == "rewrite"]
-    copies = sum(c.source == "copy" for c in chosen)
-    similarity = [reference_similarity(c.text, row.reference) for row, c in rewrites]
+    stats = PatchStatistics.from_columns(
+        [c.source for c in chosen],
+        [c.reason for c in chosen],
+        [row.original_nll for row in rows],
+        [c.nll for c in chosen],
+        [c.num_feasible for c in chosen],
+    )
+    similarity = [reference_similarity(c.text, row.reference) for row, c in zip(rows, chosen) if c.source == "rewrite"]
     return {
-        "acceptance": len(rewrites) / len(rows),
-        "copies": copies,
-        "copy_share": copies / (len(rewrites) + copies) if rewrites or copies else 0.0,
-        "accepted_nll": mean(c.nll for _, c in rewrites),
-        "accepted_original_nll": mean(row.original_nll for row, _ in rewrites),
-        "target_nll": mean(c.nll for c in chosen),
+        "acceptance": stats.acceptance_rate,
+        "copies": stats.copied,
+        "copy_share": stats.copied / (stats.rewritten + stats.copied) if stats.rewritten or stats.copied else 0.0,
+        "accepted_nll": stats.accepted_nll,
+        "accepted_original_nll": stats.accepted_original_nll,
+        "target_nll": stats.target_nll,
         "half_copy_share": sum(s >= HALF_COPY for s in similarity) / len(similarity) if similarity else 0.0,
         "similarity": similarity,
-        "feasible_per_row": mean(c.num_feasible for c in chosen),
-        "rows_with_feasible": sum(c.num_feasible > 0 for c in chosen),
-        "fallback_reasons": dict(Counter(c.reason for c in chosen if c.source == "fallback").most_common()),
+        "feasible_per_row": stats.feasible_per_row,
+        "rows_with_feasible": stats.rows_with_feasible,
+        "fallback_reasons": stats.fallback_reasons,
     }
 
 
@@ -197,12 +202,14 @@ def main() -> None:
         "load_average_start": os.getloadavg()[0],
         "rewriters": {},
     }
+    sampled_passes: dict[str, list[JudgedRow]] = {}
     for name in args.rewriters.split(","):
         rewriter = rewriters[name]
         greedy_rows, greedy_seconds = judge_pass(rewriter.with_options(batch_size=16), examples, work / f"{name}_greedy.json.gz", 16)
         many = rewriter.with_options(num_candidates=args.candidates, batch_size=args.rows_per_batch)
         set_seed(args.seed)
         sampled_rows, sampled_seconds = judge_pass(many, examples, work / f"{name}_k{args.candidates}.json.gz", args.rows_per_batch)
+        sampled_passes[name] = sampled_rows
         result["rewriters"][name] = {
             "greedy": summarise(greedy_rows, (None,))["k1"],
             "sampled": summarise(sampled_rows, tuple(k for k in KS if k <= args.candidates)),
@@ -234,7 +241,7 @@ def main() -> None:
 
     # Accepted rewrites to read: the trained rewriter's best-of-8 (or the first rewriter run).
     name = "rl" if "rl" in result["rewriters"] else next(iter(result["rewriters"]))
-    judged, _ = read_pass(work / f"{name}_k{args.candidates}.json.gz")
+    judged = sampled_passes[name]
     readable = []
     for example, row in zip(examples, judged):
         chosen = select_target(row, k=min(8, args.candidates), require_lower_nll=True)
