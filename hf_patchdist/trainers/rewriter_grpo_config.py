@@ -52,7 +52,7 @@ class RewriterGRPOConfig(GRPOConfig):
         diversity_centering_momentum (`float`, defaults to `0.99`):
             Momentum of the running mean: a cumulative mean until ``1 / (1 - momentum)`` feasible candidates have
             been seen, then an exponential moving average.
-        verifier (`dict`, `str` or `None`, defaults to `{"name": "math", "strict": True, "max_reference_copy": 0.7, "min_step_ratio": 0.6}`):
+        verifier (`dict`, `str` or `None`, defaults to `{"name": "math", "strict": True, "max_reference_copy": 0.7, "min_step_ratio": 0.6, "require_grounded_operands": True}`):
             The task-consistency gate, anything :func:`~hf_patchdist.verifiers.get_verifier` accepts: a
             ``Verifier.to_dict()`` dict, a verifier name (``"math"``, ``"choice"``, ``"exact"``, ``"regex"``) or
             ``None`` (a plain ``MathVerifier()``); from Python a :class:`~hf_patchdist.verifiers.Verifier` instance

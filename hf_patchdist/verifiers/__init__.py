@@ -39,7 +39,8 @@ Reason codes (``VerificationResult.reason``):
   ``"repeated_equation"`` (the same equation on two lines, where the expert's does not repeat it),
   ``"no_reasoning"`` (no arithmetic step; identities such as ``72 + 0 = 72`` are none),
   ``"too_few_steps"`` (fewer steps than ``min_step_ratio`` of the expert's), ``"answer_not_derived"`` (the final answer is not the
-  result of the reasoning), ``"contradicts_final_answer"`` (the reasoning states another answer, "The answer is 20", before
+  result of the reasoning), ``"ungrounded_operand"`` (a step computes with a number that is neither in the question nor
+  derived before it, ``require_grounded_operands``), ``"contradicts_final_answer"`` (the reasoning states another answer, "The answer is 20", before
   the final line), ``"too_short"``, ``"missing_intermediate_results"``;
 - :class:`CallableVerifier`: ``"rejected"`` unless the callable gives its own reason.
 

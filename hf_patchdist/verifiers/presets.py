@@ -22,22 +22,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-GATE_VERSION = 3
+GATE_VERSION = 4
 """Version of the gate's verdicts: bump it whenever a change to the checks can change a verdict under an
 unchanged configuration (a check fixed, words tokenised differently). The patch cache key holds it, so that
 patched sets cached under an older gate are not reused. 2: Unicode words, identity steps, copies measured
 by the longest common subsequence of words. 3: a final answer only stated in the conclusion counts as derived
 only when the expert answer does not compute it either; an answer stated in the reasoning that differs from the final
-one fails (``contradicts_final_answer``)."""
+one fails (``contradicts_final_answer``). 4: the presets require grounded operands (``require_grounded_operands``:
+every number a step computes with is in the question, derived earlier or a common constant)."""
 
-GRPO_GATE: dict[str, Any] = {"name": "math", "strict": True, "max_reference_copy": 0.7, "min_step_ratio": 0.6}
+GRPO_GATE: dict[str, Any] = {
+    "name": "math",
+    "strict": True,
+    "max_reference_copy": 0.7,
+    "min_step_ratio": 0.6,
+    "require_grounded_operands": True,
+}
 """The default gate of GRPO training: strict (trimming trailing text in the reward would still
 train on it), failing copies of the expert answer (more than 70% of its words kept in order: the
 cheapest feasible candidate, which GRPO otherwise converges on; on GSM8K ``train[800:1000]`` the
 accepted rewrites above 70% were the expert answer with a line dropped or added or a few words
 changed, those below written differently: see docs/results.md) and candidates
 that skip the expert's steps (fewer than 0.6 x its arithmetic steps: "48 + 24 = 72" where the expert
-first computed 48 / 2 = 24)."""
+first computed 48 / 2 = 24), and candidates that compute with a number they never derived ("Tom saved $120, so he
+paid $200 - $120 = $80", the 120 taken from the expert answer; ``require_grounded_operands``, kept in Stage II)."""
 
 GRPO_ONLY_OPTIONS: dict[str, Any] = {"strict": False, "max_reference_copy": None, "min_step_ratio": None}
 """The options of a GRPO gate that a rewriter does not keep for Stage II, with their Stage II values."""
@@ -52,7 +60,9 @@ def stage_ii_gate(gate: Mapping[str, Any]) -> dict[str, Any]:
     rejecting it only falls back to the expert answer itself; the Rewriter labels an exact copy
     ``patch_source="copy"``) and does not compare step counts with the expert's (a correct solution
     in fewer steps is a correct target). These checks exist to close cheap ways through the GRPO
-    reward, not to judge a rewrite.
+    reward, not to judge a rewrite. Every other check is kept, ``require_grounded_operands`` among them: a
+    candidate that computes with a number it never derived (taken from the expert answer, which the rewriter
+    sees) is no correct target, in GRPO or in Stage II.
     """
     return {**gate, **{option: value for option, value in GRPO_ONLY_OPTIONS.items() if option in gate}}
 

@@ -24,6 +24,8 @@ Modules (each imports only the ones listed before it, and base, final_answer and
   they hold;
 - :mod:`~hf_patchdist.verifiers.math.derivation`: what the reasoning computes, and whether the
   final answer is one of those results;
+- :mod:`~hf_patchdist.verifiers.math.grounding`: whether every number a step computes with comes from the
+  question, an earlier result or a common constant;
 - :mod:`~hf_patchdist.verifiers.math.verifier`: :class:`MathVerifier`.
 """
 
