@@ -20,7 +20,8 @@ the same gates, before and after, every changed verdict listed: what the changed
 
 Goals (``meets_goal``; each part in ``goals``): under the GRPO gate every expert answer fails as a copy
 (``copies_reference``); under the Stage II gate and the GRPO gate without its copy check, at most 1% of the
-expert answers change verdict against the baseline; and the leak examples (``LEAKS`` below) all fail the gate
+expert answers change verdict against the baseline for any reason but ``ungrounded_operand``, and at most 3% to
+``ungrounded_operand`` (gate 4: expert answers that compute with a number they never wrote, a step done in the head); and the leak examples (``LEAKS`` below) all fail the gate
 each passed before. Control, in the same run: the baseline gate passes at least one leak example
 (``goals["control_baseline_passes_a_leak"]``), or the leak goal could not tell a fixed gate from an unchanged one.
 
@@ -49,6 +50,9 @@ DEFAULT_DATA = ("/work/shared/data/gsm8k/train.jsonl", "/work/shared/data/gsm8k/
 DEFAULT_OUTPUT = REPO / "benchmarks" / "results" / "gate_self_check.json"
 DEFAULT_REWRITES = REPO / "benchmarks" / "results" / "rewriter_vs_prompted_examples.json"
 MAX_CHANGED_SHARE = 0.01
+# Gate 4's grounded-operand check fails expert answers that compute with a number they never wrote down (a step done
+# in the head, a fact they know): the issue allows at most 3% of them.
+MAX_UNGROUNDED_SHARE = 0.03
 EXAMPLES_PER_CHANGE = 5
 
 NATALIA_QUESTION = (
@@ -71,6 +75,8 @@ LEAKS = {
     "answer_only_stated": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nSo she sold 72 clips in April and May.\n#### 72"),
     # Gate 3: every equation holds and the #### line matches, but the reasoning concludes something else (GRPO, K = 8).
     "contradicting_conclusion": ("grpo", "In May: 48 / 2 = 24 clips.\nIn all: 48 + 24 = 72 clips, 72 + 24 = 96.\nThe final answer is 96 clips.\n#### 72"),
+    # Gate 4: the 24 taken from the expert answer, never derived (Stage II has no step count to catch it).
+    "ungrounded_operand": ("stage_ii", "Natalia sold 48 clips in April, and 48 + 24 = 72 clips in April and May.\n#### 72"),
 }
 """Candidates for the GSM8K "Natalia" row that passed a gate (named beside each): of issue 14 (GRPO gate) and
 of the best-of-K work (Stage II gate)."""
@@ -202,10 +208,17 @@ def main(argv: list[str] | None = None) -> dict:
             "changes": dict(changes.most_common()),
             "examples": examples,
         }
+    def share(gate: str, ungrounded: bool) -> float:
+        """Share of the answers whose verdict changed under ``gate``: to ``ungrounded_operand``, or any other way."""
+        counts = per_gate[gate]["changes"]
+        return sum(n for key, n in counts.items() if key.endswith("-> ungrounded_operand") == ungrounded) / max(len(rows), 1)
+
     goals = {
         "grpo_fails_every_copy": all(r == "copies_reference" for r in after["gates"]["grpo"]),
-        "stage_ii_changed_at_most_1pct": per_gate["stage_ii"]["changed_share"] <= MAX_CHANGED_SHARE,
-        "grpo_without_copy_changed_at_most_1pct": per_gate["grpo_without_copy"]["changed_share"] <= MAX_CHANGED_SHARE,
+        "stage_ii_changed_at_most_1pct": share("stage_ii", False) <= MAX_CHANGED_SHARE,
+        "grpo_without_copy_changed_at_most_1pct": share("grpo_without_copy", False) <= MAX_CHANGED_SHARE,
+        "stage_ii_ungrounded_at_most_3pct": share("stage_ii", True) <= MAX_UNGROUNDED_SHARE,
+        "grpo_without_copy_ungrounded_at_most_3pct": share("grpo_without_copy", True) <= MAX_UNGROUNDED_SHARE,
         "every_leak_fails": all(after["leaks"].values()),
         "control_baseline_passes_a_leak": not all(before["leaks"].values()),
     }
@@ -220,6 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
         "meets_goal": all(goals.values()),
         "goals": goals,
         "max_changed_share": MAX_CHANGED_SHARE,
+        "max_ungrounded_share": MAX_UNGROUNDED_SHARE,
         "leaks_before": before["leaks"],
         "leaks_after": after["leaks"],
         "per_gate": per_gate,
