@@ -17,7 +17,8 @@ them: the pi_0 NLL of the raw expert answers and of the annotation-stripped ones
 alone lowers the NLL as much as earlier patches did, so target NLL is also reported against it).
 
 ``step_check``: the same stored candidates re-checked by a Stage II gate that also demands the expert's steps
-(``min_step_ratio`` 0.5 and 0.6, the GRPO gate's check; ``min_intermediate_recall`` 0.5), at greedy and at the largest K: what best-of-K's gain is
+(``min_step_ratio`` 0.5 and 0.6, the GRPO gate's check; ``min_intermediate_recall`` 0.5; gate 4's
+``require_grounded_operands``, with the rows' questions), at greedy and at the largest K: what best-of-K's gain is
 worth once candidates that skip the expert's steps no longer count (reading showed many of them garbled).
 
 Seconds: the greedy pass and the K = 16 pass are timed whole (generation, gate and pi_0 scoring); best-of-4 and -8
@@ -63,8 +64,9 @@ from hf_patchdist.verifiers.text_checks import reference_similarity, strip_calcu
 ROOT = Path(__file__).resolve().parents[1]
 KS = (1, 4, 8, 16)
 HALF_COPY = 0.5
-# The GRPO gate's step check (min_step_ratio 0.6), a looser one, and the expert's intermediate results instead.
-STEP_CHECKS = (("min_step_ratio", 0.5), ("min_step_ratio", 0.6), ("min_intermediate_recall", 0.5))
+# The GRPO gate's step check (min_step_ratio 0.6), a looser one, the expert's intermediate results instead, and gate 4's
+# grounded operands (every number a step computes with is in the question or derived before; needs the questions).
+STEP_CHECKS = (("min_step_ratio", 0.5), ("min_step_ratio", 0.6), ("min_intermediate_recall", 0.5), ("require_grounded_operands", True))
 GOALS = {"acceptance_k8": 0.6, "target_nll_over_stripped_k8": 0.85, "accepted_nll_over_prompted_k8": 0.9, "half_copy_share_k8": 0.1, "greedy_acceptance_over_prompted": 2.0}
 
 
@@ -124,16 +126,24 @@ def cell(rows: list[JudgedRow], k: int | None, require_lower_nll: bool) -> dict:
     }
 
 
-def with_step_check(rows: list[JudgedRow], option: str, value: float) -> list[JudgedRow]:
+def step_check_name(option: str, value: float | bool) -> str:
+    """The key of a re-gated result: ``min_step_ratio_0.6``, ``require_grounded_operands``."""
+    return option if value is True else f"{option}_{value:g}"
+
+
+def with_step_check(rows: list[JudgedRow], option: str, value: float | bool, questions: list[str] | None = None) -> list[JudgedRow]:
     """The rows as a Stage II gate with one more check of the expert's steps would have judged them: a feasible
     candidate fails when the math verifier with ``option=value`` (``min_step_ratio``: fewer arithmetic steps than
-    that share of the expert's; ``min_intermediate_recall``: fewer of the expert's intermediate results) rejects it."""
+    that share of the expert's; ``min_intermediate_recall``: fewer of the expert's intermediate results;
+    ``require_grounded_operands``: a step computes with a number neither in the question nor derived before, which
+    needs the rows' ``questions``, in order: a ``JudgedRow`` holds none) rejects it."""
     check = get_verifier({"name": "math", option: value})
     regated = []
-    for row in rows:
+    for index, row in enumerate(rows):
+        question = questions[index] if questions is not None else None
         candidates = []
         for candidate in row.candidates:
-            verdict = check(candidate.kept_text or candidate.text, row.reference) if candidate.passed else None
+            verdict = check(candidate.kept_text or candidate.text, row.reference, question=question) if candidate.passed else None
             if verdict is not None and not verdict.passed:
                 candidate = replace(candidate, passed=False, reason=verdict.reason, detail=verdict.detail)
             candidates.append(candidate)
@@ -248,10 +258,11 @@ def main() -> None:
     # (reading showed best-of-K also selects candidates whose arithmetic holds and whose reasoning skips or
     # garbles steps). No generation: the stored verdicts are re-checked.
     for name, rows in sampled_passes.items():
+        questions = [example.question for example in examples]
         result["rewriters"][name]["step_check"] = {
-            f"{option}_{value:g}": {
-                "greedy": summarise(with_step_check(greedy_passes[name], option, value), (None,))["k1"],
-                "sampled": summarise(with_step_check(rows, option, value), (None,))[f"k{args.candidates}"],
+            step_check_name(option, value): {
+                "greedy": summarise(with_step_check(greedy_passes[name], option, value, questions), (None,))["k1"],
+                "sampled": summarise(with_step_check(rows, option, value, questions), (None,))[f"k{args.candidates}"],
             }
             for option, value in STEP_CHECKS
         }

@@ -137,3 +137,9 @@ def test_the_presets_turn_it_on_and_it_round_trips():
     assert stage_ii_gate(GRPO_GATE)["require_grounded_operands"] is True
     assert get_verifier(GROUNDED.to_dict()).require_grounded_operands is True
     assert MathVerifier().require_grounded_operands is False
+
+
+def test_numbers_written_against_han_characters_are_grounded():
+    question = "娜塔莉亚在四月份把发夹卖给了她的48个朋友，五月份她卖出的发夹数量是四月份的一半。"
+    assert 48.0 in question_values(question)
+    assert first_ungrounded_operand("五月是四月的一半：48 / 2 = 24。\n两个月合计 48 + 24 = 72。", question) is None

@@ -119,6 +119,7 @@ _PERCENT_RE = re.compile(r"(\d+(?:\.\d+)?)\s?%|(\d+(?:\.\d+)?)\s+percent\b", re.
 _AND_A_HALF_RE = re.compile(r"(\d+(?:\.\d+)?|[a-z]+)\s+and\s+(?:a\s+)?half", re.IGNORECASE)
 # A number and the unit word after it ("two weeks", "half-hour", "500 grams"); overlapping ("the half-hour").
 _QUANTITY_RE = re.compile(r"(?=\b(\d+(?:\.\d+)?|[a-z]+)[\s-]+(?:an?\s+)?([a-z]+))", re.IGNORECASE)
+_NON_ASCII_BESIDE_DIGIT_RE = re.compile(r"(?<=[^\x00-\x7f])(?=\d)|(?<=\d)(?=[^\x00-\x7f])")
 _ONE_MORE_MAX = 12  # counts of people and things up to a dozen: one more (oneself) or one fewer (the rest)
 _HOURS_AND_MINUTES_RE = re.compile(r"(\d+)\s*hours?\s*(?:and\s+)?(\d+)\s*min", re.IGNORECASE)
 _TENS = {word: 10 * tens for tens, word in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if tens >= 2}
@@ -169,7 +170,8 @@ def question_values(question: str) -> list[float]:
     hour 20 minutes" 80), one more and one fewer than a count up to a dozen ("his 4 friends" and he are 5) and the days of the week it names (their count, "Monday to Friday" 5, and the rest of the
     week)."""
     words = re.findall(r"[a-z]+", question.lower())
-    question = _spelled_out_as_digits(question)
+    # "的48个朋友": a number written against a Han or Cyrillic letter is still a number.
+    question = _spelled_out_as_digits(_NON_ASCII_BESIDE_DIGIT_RE.sub(" ", question))
     values = [abs(v) for v in _numbers_in(question)]
     for word in words:
         values.extend(_NUMBER_WORD_VALUES.get(word, ()))
