@@ -86,6 +86,7 @@ def test_an_unknown_question_skips_the_check():
         ("Sam has three bags of twelve apples.", "He has 3 * 12 = 36 apples."),
         ("Lake Crystal has twenty percent fewer frogs than the forty-five of Lassie Lake.", "It has 45 * 0.2 = 9 fewer, 45 - 9 = 36."),
         ("Ann is twice as old as Bo, who is 7.", "Ann is 7 * 2 = 14."),
+        ("Jerk Tuna has one hundred forty-four fish.", "Tall Tuna has 2 * 144 = 288."),
         ("Ann has half as many as Bo's 30.", "Ann has 30 * 0.5 = 15."),
         ("He buys a dozen eggs at $3 each.", "He pays 12 * 3 = $36."),
         ("She read a third of the 90 pages.", "She read 90 / 3 = 30 pages, so 90 * 1/3 = 30."),

@@ -125,6 +125,7 @@ _HOURS_AND_MINUTES_RE = re.compile(r"(\d+)\s*hours?\s*(?:and\s+)?(\d+)\s*min", r
 _TENS = {word: 10 * tens for tens, word in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if tens >= 2}
 _UNITS_WORDS = {word: value for value, word in enumerate("zero one two three four five six seven eight nine".split())}
 _TEENS = {word: value for value, word in enumerate("ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split(), start=10)}
+_HUNDREDS_RE = re.compile(r"\b(\d)\s+hundred(?:\s+and)?(?:\s+(\d{1,2})\b)?", re.IGNORECASE)
 _SPELLED_NUMBER_RE = re.compile(
     r"\b(?:(?P<tens>" + "|".join(_TENS) + r")(?:[\s-](?P<unit>" + "|".join(w for w in _UNITS_WORDS if w != "zero") + r"))?"
     r"|(?P<single>" + "|".join([*_UNITS_WORDS, *_TEENS]) + r"))\b",
@@ -142,7 +143,9 @@ def _spelled_out_as_digits(text: str) -> str:
             return str(_UNITS_WORDS.get(word, _TEENS.get(word)))
         return str(_TENS[match.group("tens").lower()] + _UNITS_WORDS.get((match.group("unit") or "zero").lower(), 0))
 
-    return _SPELLED_NUMBER_RE.sub(digits, text)
+    text = _SPELLED_NUMBER_RE.sub(digits, text)
+    # "one hundred forty-four" is now "1 hundred 44".
+    return _HUNDREDS_RE.sub(lambda m: str(100 * int(m.group(1)) + int(m.group(2) or 0)), text)
 
 
 def _singular(word: str) -> str:
