@@ -110,7 +110,7 @@ class MathVerifier(Verifier):
             candidate, nor one of :data:`~hf_patchdist.verifiers.math.grounding.COMMON_CONSTANTS`. Best-of-K
             selects candidates whose arithmetic holds but that compute with an intermediate result taken from the
             expert answer instead of deriving it ("Tom saved $120, so he paid $200 - $120 = $80"). Skipped when the
-            question is unknown (``question=None``). 1.7% of the GSM8K expert answers fail it (mostly steps they do
+            question is unknown (``question=None``). 2.0% of the GSM8K expert answers fail it (mostly steps they do
             in their head, "The secretary takes 4 more, leaving 44", or facts they know, "ants have 6 legs").
         reject_repeated_equations: Fail with ``"repeated_equation"`` when the same equation is
             written on two lines, unless the expert answer repeats it too (a rewriter that repeats
