@@ -16,6 +16,10 @@ and once with ``require_lower_nll`` (a rewrite only when closer to pi_0 than the
 them: the pi_0 NLL of the raw expert answers and of the annotation-stripped ones (stripping GSM8K's ``<<...>>``
 alone lowers the NLL as much as earlier patches did, so target NLL is also reported against it).
 
+``step_check``: the same stored candidates re-checked by a Stage II gate that also demands the expert's steps
+(``min_step_ratio`` 0.5 and 0.6, the GRPO gate's check; ``min_intermediate_recall`` 0.5), at greedy and at the largest K: what best-of-K's gain is
+worth once candidates that skip the expert's steps no longer count (reading showed many of them garbled).
+
 Seconds: the greedy pass and the K = 16 pass are timed whole (generation, gate and pi_0 scoring); best-of-4 and -8
 are not separate passes and have no time of their own; ``benchmarks/rewrite_throughput.py`` times best-of-8 against
 best-of-1 side by side.
@@ -43,7 +47,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from datasets import load_dataset
@@ -53,11 +57,14 @@ from hf_patchdist.patch_statistics import PatchStatistics
 from hf_patchdist.formats import detect_dataset_format, read_example
 from hf_patchdist.rewriter import Rewriter
 from hf_patchdist.rewriter.candidates import JudgedCandidate, JudgedRow, select_target
+from hf_patchdist.verifiers import get_verifier
 from hf_patchdist.verifiers.text_checks import reference_similarity, strip_calculator_annotations
 
 ROOT = Path(__file__).resolve().parents[1]
 KS = (1, 4, 8, 16)
 HALF_COPY = 0.5
+# The GRPO gate's step check (min_step_ratio 0.6), a looser one, and the expert's intermediate results instead.
+STEP_CHECKS = (("min_step_ratio", 0.5), ("min_step_ratio", 0.6), ("min_intermediate_recall", 0.5))
 GOALS = {"acceptance_k8": 0.6, "target_nll_over_stripped_k8": 0.85, "accepted_nll_over_prompted_k8": 0.9, "half_copy_share_k8": 0.1, "greedy_acceptance_over_prompted": 2.0}
 
 
@@ -115,6 +122,23 @@ def cell(rows: list[JudgedRow], k: int | None, require_lower_nll: bool) -> dict:
         "rows_with_feasible": stats.rows_with_feasible,
         "fallback_reasons": stats.fallback_reasons,
     }
+
+
+def with_step_check(rows: list[JudgedRow], option: str, value: float) -> list[JudgedRow]:
+    """The rows as a Stage II gate with one more check of the expert's steps would have judged them: a feasible
+    candidate fails when the math verifier with ``option=value`` (``min_step_ratio``: fewer arithmetic steps than
+    that share of the expert's; ``min_intermediate_recall``: fewer of the expert's intermediate results) rejects it."""
+    check = get_verifier({"name": "math", option: value})
+    regated = []
+    for row in rows:
+        candidates = []
+        for candidate in row.candidates:
+            verdict = check(candidate.kept_text or candidate.text, row.reference) if candidate.passed else None
+            if verdict is not None and not verdict.passed:
+                candidate = replace(candidate, passed=False, reason=verdict.reason, detail=verdict.detail)
+            candidates.append(candidate)
+        regated.append(replace(row, candidates=candidates))
+    return regated
 
 
 def summarise(rows: list[JudgedRow], ks: tuple[int | None, ...]) -> dict:
@@ -203,6 +227,7 @@ def main() -> None:
         "rewriters": {},
     }
     sampled_passes: dict[str, list[JudgedRow]] = {}
+    greedy_passes: dict[str, list[JudgedRow]] = {}
     for name in args.rewriters.split(","):
         rewriter = rewriters[name]
         greedy_rows, greedy_seconds = judge_pass(rewriter.with_options(batch_size=16), examples, work / f"{name}_greedy.json.gz", 16)
@@ -210,6 +235,7 @@ def main() -> None:
         set_seed(args.seed)
         sampled_rows, sampled_seconds = judge_pass(many, examples, work / f"{name}_k{args.candidates}.json.gz", args.rows_per_batch)
         sampled_passes[name] = sampled_rows
+        greedy_passes[name] = greedy_rows
         result["rewriters"][name] = {
             "greedy": summarise(greedy_rows, (None,))["k1"],
             "sampled": summarise(sampled_rows, tuple(k for k in KS if k <= args.candidates)),
@@ -217,6 +243,18 @@ def main() -> None:
             f"seconds_k{args.candidates}": sampled_seconds,
         }
     result["load_average_end"] = os.getloadavg()[0]
+
+    # Fidelity against coverage: the same candidates under a Stage II gate that also demands the expert's steps
+    # (reading showed best-of-K also selects candidates whose arithmetic holds and whose reasoning skips or
+    # garbles steps). No generation: the stored verdicts are re-checked.
+    for name, rows in sampled_passes.items():
+        result["rewriters"][name]["step_check"] = {
+            f"{option}_{value:g}": {
+                "greedy": summarise(with_step_check(greedy_passes[name], option, value), (None,))["k1"],
+                "sampled": summarise(with_step_check(rows, option, value), (None,))[f"k{args.candidates}"],
+            }
+            for option, value in STEP_CHECKS
+        }
 
     if {"prompted", "rl"} <= set(result["rewriters"]) and args.candidates >= 8:
         rl_k8 = result["rewriters"]["rl"]["sampled"]["k8"]["require_lower_nll"]
@@ -255,7 +293,8 @@ def main() -> None:
     output.with_name(output.stem + "_examples.json").write_text(json.dumps({"rewriter": name, "k": 8, "examples": readable}, indent=2) + "\n")
     plot(result, output.with_suffix(".png"))
     for stats in result["rewriters"].values():  # the per-rewrite similarities went into the plot data; keep a histogram
-        for group in [stats["greedy"], *stats["sampled"].values()]:
+        regated = [group for check in stats.get("step_check", {}).values() for group in check.values()]
+        for group in [stats["greedy"], *stats["sampled"].values(), *regated]:
             for rule in group.values():
                 values = rule.pop("similarity")
                 rule["similarity_histogram"] = [sum(lo <= v < lo + 0.1 or (lo == 0.9 and v == 1.0) for v in values) for lo in [i / 10 for i in range(10)]]
