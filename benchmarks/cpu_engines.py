@@ -15,6 +15,9 @@ token. Engines:
 - ``openvino_genai``: OpenVINO GenAI ``ContinuousBatchingPipeline`` (prefix caching on) on the model
   exported with ``optimum-cli export openvino`` (fp32 weights; OpenVINO picks its CPU inference
   precision, bf16 on a CPU that has it).
+- ``openvino_backend``: our :class:`~hf_patchdist.generation.openvino_backend.OpenVINOBackend` (the same
+  GenAI pipeline on a model converted in this environment through GenAI's GGUF reader: F16 linear weights,
+  float32 inference, no optimum-intel; converted once into the hf_patchdist cache before the clock).
 - ``llama_cpp_q4_1``: llama.cpp through the low-level API of ``llama-cpp-python`` on the GGUF the
   project ships (Q4_1), all rows of a batch as parallel sequences of one context
   (``n_seq_max``, unified KV cache); the K candidates of a prompt copy its prefilled sequence
@@ -213,6 +216,21 @@ class OpenVINOEngine:
         return out
 
 
+class OpenVINOBackendEngine:
+    """Our backend, driven through its ``generate`` (it tokenises the prompts as the benchmark does: chat-rendered, no special tokens)."""
+
+    def __init__(self, model: str, tokenizer: Any, threads: int, precision: str) -> None:
+        from hf_patchdist.generation.openvino_backend import OpenVINOBackend
+
+        self.backend = OpenVINOBackend(model, tokenizer, inference_precision=precision, threads=threads)
+
+    def run(self, prompts, ids, limits, k, sample, finisher, seed):
+        self.backend._random.seed(seed)
+        settings = GenerationSettings(max_new_tokens=max(limits), do_sample=sample, temperature=1.0, top_p=1.0)
+        self.backend.generate(prompts, num_candidates=k, settings=settings, stop=finisher.stop, max_new_tokens=limits)
+        return [[finisher.cut(tokens, limit) for tokens in row] for row, limit in zip(self.backend.last_token_ids, limits)]
+
+
 def build_engines(name, args, tokenizer, model_bf16, model_fp32):
     models = Path(args.models_dir)
     if name == "transformers_bf16":
@@ -229,6 +247,8 @@ def build_engines(name, args, tokenizer, model_bf16, model_fp32):
         if not (folder / "openvino_model.xml").is_file():
             raise FileNotFoundError(f"no exported model in {folder}: {CONVERSION[name]}")
         return OpenVINOEngine(str(folder), args.threads)
+    if name == "openvino_backend":
+        return OpenVINOBackendEngine(args.model, tokenizer, args.threads, args.openvino_precision)
     if name == "llama_cpp_q4_1":
         from llama_cpp_engine import LlamaCppEngine  # benchmarks/llama_cpp_engine.py
 
@@ -240,6 +260,7 @@ ENGINE_PACKAGES = {
     "ctranslate2_fp32": "ctranslate2",
     "ctranslate2_int8": "ctranslate2",
     "openvino_genai": "openvino_genai",
+    "openvino_backend": "openvino_genai",
     "llama_cpp_q4_1": "llama_cpp",
 }
 
@@ -254,7 +275,8 @@ def main() -> None:
     parser.add_argument("--split", default="train[800:832]")
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--models-dir", default="/work/cpueng_models", help="where the converted models lie")
-    parser.add_argument("--engines", default="transformers_bf16,transformers_fp32,ctranslate2_fp32,ctranslate2_int8,openvino_genai,llama_cpp_q4_1")
+    parser.add_argument("--engines", default="transformers_bf16,transformers_fp32,ctranslate2_fp32,ctranslate2_int8,openvino_genai,openvino_backend,llama_cpp_q4_1")
+    parser.add_argument("--openvino-precision", default="f32", help="inference precision of openvino_backend: f32 or bf16")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--best-of", type=int, default=8)
     parser.add_argument("--no-best-of", dest="run_best_of", action="store_false")

@@ -16,6 +16,10 @@ final-answer stopping throughout:
 5. **best-of-8 over best-of-1**: the Rewriter sampling 8 candidates per example against 1.
 6. **greedy agreement**: token-exact rows of the decode loop against ``model.generate`` with the same
    limits, in the benchmark's dtype and in float32.
+7. **other backends** (``--backends``, default ``openvino``; skipped with the reason when not installed):
+   the same Rewriter pass with ``Rewriter(backend=<name>)`` (conversion and load before the clock, a
+   warm-up call), its best-of-8 over best-of-1, and its greedy texts against the default Rewriter's and
+   against transformers float32 (with ``--no-float32-agreement`` only against the default's).
 
 Useful tokens are the new tokens of each row up to the one that finished it (end of sequence,
 final-answer line complete, or its limit). ``fraction_of_ceiling`` is the ceiling's time over the
@@ -63,8 +67,49 @@ class TimedBackend:
         out = self.backend.generate(
             prompts, num_candidates=num_candidates, settings=settings, stop=stop, max_new_tokens=max_new_tokens
         )
-        self.calls.append({"seconds": time.perf_counter() - start, "stats": self.backend.last_stats, "out": out, "prompts": list(prompts)})
+        stats = getattr(self.backend, "last_stats", None)  # TransformersBackend; the others keep last_token_ids
+        token_ids = stats.token_ids if stats is not None else self.backend.last_token_ids
+        self.calls.append({
+            "seconds": time.perf_counter() - start, "stats": stats, "out": out, "prompts": list(prompts),
+            "generated_tokens": sum(len(t) for row in token_ids for t in row),
+        })
         return out
+
+
+def rewriter_with_backend(name: str, args: argparse.Namespace, dataset: Any, prompts: list[str], stop: Any) -> dict[str, Any]:
+    """The Rewriter's greedy pass and its best-of-8 / best-of-1 with the backend called ``name`` (see 7. above)."""
+    from hf_patchdist.generation.registry import backend_from_name
+
+    options = json.loads(args.backend_options).get(name, {})
+    start = time.perf_counter()
+    rewriter = Rewriter(args.model, dtype=args.dtype, batch_size=args.batch_size, show_progress=False)
+    rewriter.config.generation = {**rewriter.config.generation, "max_new_tokens": args.max_new_tokens}
+    backend = backend_from_name(name, args.model, rewriter.tokenizer, **options)
+    load_seconds = time.perf_counter() - start
+    backend.generate(prompts[:2], num_candidates=1, settings=GenerationSettings(max_new_tokens=4), stop=stop)  # warm-up
+    entry: dict[str, Any] = {"options": options, "load_seconds": load_seconds, "fingerprint": backend.fingerprint()}
+    for key, k, sampled in (("greedy", 1, False), ("best_of_1_sampled", 1, True), (f"best_of_{args.best_of}", args.best_of, True)):
+        timed = TimedBackend(backend)
+        clone = Rewriter(
+            rewriter.model, rewriter.tokenizer, config=rewriter.config, num_candidates=k, batch_size=args.batch_size,
+            backend=timed, show_progress=False,
+        )
+        clone.config.generation = {**clone.config.generation, "do_sample": sampled}
+        start = time.perf_counter()
+        result = dataset.map(clone, batched=True, batch_size=args.batch_size, load_from_cache_file=False, new_fingerprint=f"{name}-{key}")
+        elapsed = time.perf_counter() - start
+        entry[key] = {
+            "seconds": elapsed,
+            "generation_seconds": sum(c["seconds"] for c in timed.calls),
+            "generated_tokens": sum(c["generated_tokens"] for c in timed.calls),
+            "acceptance_rate": sum(s == "rewrite" for s in result["patch_source"]) / len(dataset),
+            "load_average_after": load_average(),
+        }
+        if key == "greedy":
+            by_prompt = {p: out[0].text for c in timed.calls for p, out in zip(c["prompts"], c["out"])}
+            entry["texts"] = [by_prompt.get(p, "") for p in prompts]
+    entry["best_of_8_over_best_of_1"] = entry[f"best_of_{args.best_of}"]["seconds"] / entry["best_of_1_sampled"]["seconds"]
+    return entry
 
 
 def load_average() -> list[float]:
@@ -88,6 +133,11 @@ def main() -> None:
     parser.add_argument(
         "--no-float32-agreement", dest="float32_agreement", action="store_false",
         help="skip the greedy agreement of the decode loop with generate in float32 (a few minutes)",
+    )
+    parser.add_argument("--backends", default="openvino", help="other backends to run the Rewriter with (comma-separated; '' for none)")
+    parser.add_argument(
+        "--backend-options", default='{"openvino": {"inference_precision": "f32"}}',
+        help="JSON: options of each backend in --backends, by name",
     )
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "rewrite_throughput.json"))
     args = parser.parse_args()
@@ -219,7 +269,38 @@ def main() -> None:
             runs[loop] = [t[0] for t in backend32.last_stats.token_ids]
         same = sum(a == b for a, b in zip(runs["cache"], runs["generate"]))
         agreement_float32 = {"rows_token_exact": same, "rows": n, "rate": same / n}
+        texts["transformers_float32"] = [tokenizer32.decode(t, skip_special_tokens=True) for t in runs["cache"]]
         del model32
+
+    # 7. The Rewriter with each other backend.
+    other_backends: dict[str, Any] = {}
+    for name in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        try:
+            entry = rewriter_with_backend(name, args, dataset, prompts, stop)
+        except ImportError as error:
+            other_backends[name] = {"skipped": str(error)}
+            continue
+        texts[f"rewriter_{name}"] = entry.pop("texts")
+        greedy_seconds = entry["greedy"]["seconds"]
+        ceiling_seconds = (prompt_tokens + entry["greedy"]["generated_tokens"]) / prefill_rate
+        entry.update(
+            examples_per_s=rate(n, greedy_seconds),
+            useful_tokens_per_s=rate(entry["greedy"]["generated_tokens"], greedy_seconds),
+            fraction_of_ceiling=ceiling_seconds / greedy_seconds,
+            speedup_vs_one_at_a_time=seconds["one_at_a_time"] / greedy_seconds,
+            speedup_vs_default_rewriter=seconds["rewriter"] / greedy_seconds,
+            greedy_text_match_vs_default_rewriter=sum(a == b for a, b in zip(texts[f"rewriter_{name}"], texts["rewriter"])) / n,
+        )
+        if "transformers_float32" in texts:
+            entry["greedy_text_match_vs_transformers_float32"] = sum(
+                a == b for a, b in zip(texts[f"rewriter_{name}"], texts["transformers_float32"])
+            ) / n
+        entry["goals_if_default"] = {
+            "fraction_of_ceiling": entry["fraction_of_ceiling"] >= GOAL_FRACTION_OF_CEILING,
+            "speedup_vs_one_at_a_time": entry["speedup_vs_one_at_a_time"] >= GOAL_SPEEDUP,
+            "best_of_8_over_best_of_1": entry["best_of_8_over_best_of_1"] <= GOAL_BEST_OF_8_OVER_1,
+        }
+        other_backends[name] = entry
 
     def measure(name: str) -> dict[str, float]:
         ceiling_seconds = (prompt_tokens + useful[name]) / prefill_rate
@@ -313,6 +394,7 @@ def main() -> None:
             "misses_ceiling_goal": control_fraction < GOAL_FRACTION_OF_CEILING,
             "speedup_vs_one_at_a_time": seconds["one_at_a_time"] / seconds["old_generate_path"],
         },
+        "other_backends": other_backends,
         "one_at_a_time_useful_tokens": one_at_a_time_useful,
         "seconds": seconds,
     }

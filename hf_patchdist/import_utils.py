@@ -26,6 +26,11 @@ def is_ctranslate2_available() -> bool:
     return _is_package_available("ctranslate2")
 
 
+def is_openvino_genai_available() -> bool:
+    """Whether OpenVINO GenAI (``openvino_genai``) can be imported (optional CPU generation backend)."""
+    return _is_package_available("openvino_genai")
+
+
 def is_matplotlib_available() -> bool:
     """Whether matplotlib can be imported (optional plots)."""
     return _is_package_available("matplotlib")

@@ -51,11 +51,16 @@ def _add_rewriter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         default=None,
-        choices=("transformers", "vllm", "ctranslate2"),
-        help="Generation backend (default transformers; vllm and ctranslate2 need their extra installed)",
+        choices=("transformers", "vllm", "ctranslate2", "openvino"),
+        help="Generation backend (default transformers; vllm, ctranslate2 and openvino need their extra installed)",
     )
     parser.add_argument(
         "--compute-type", default=None, help="CTranslate2 compute type with --backend ctranslate2: 'default', 'int8', 'float32'..."
+    )
+    parser.add_argument(
+        "--inference-precision",
+        default=None,
+        help="OpenVINO inference precision with --backend openvino: 'f32' (default) or 'bf16'",
     )
     parser.add_argument(
         "--trust-remote-code",
@@ -101,8 +106,17 @@ def build_rewriter(args: argparse.Namespace, model: str | None = None):
         dtype=args.dtype,
         trust_remote_code=getattr(args, "trust_remote_code", False),
         backend=args.backend,
-        backend_options={"compute_type": args.compute_type} if args.compute_type else None,
+        backend_options=_backend_options(args),
     )
+
+
+def _backend_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The backend's own options given on the command line (CTranslate2's compute type, OpenVINO's precision)."""
+    options = {
+        "compute_type": getattr(args, "compute_type", None),
+        "inference_precision": getattr(args, "inference_precision", None),
+    }
+    return {key: value for key, value in options.items() if value} or None
 
 
 def load_script_dataset(script_args: Any):

@@ -16,6 +16,7 @@ from .base import GeneratedText, GenerationBackend, GenerationSettings, StopFunc
 if TYPE_CHECKING:
     from .ctranslate2_backend import CTranslate2Backend
     from .decode_loop import GenerationStats
+    from .openvino_backend import OpenVINOBackend
     from .static_backend import StaticBackend
     from .transformers_backend import FinalAnswerStoppingCriteria, TransformersBackend
     from .vllm_backend import VLLMBackend
@@ -24,6 +25,7 @@ _LAZY = {
     "CTranslate2Backend": "ctranslate2_backend",
     "FinalAnswerStoppingCriteria": "transformers_backend",
     "GenerationStats": "decode_loop",
+    "OpenVINOBackend": "openvino_backend",
     "TransformersBackend": "transformers_backend",
     "VLLMBackend": "vllm_backend",
     "StaticBackend": "static_backend",
@@ -36,6 +38,7 @@ __all__ = [
     "GenerationBackend",
     "GenerationSettings",
     "GenerationStats",
+    "OpenVINOBackend",
     "StaticBackend",
     "StopFunction",
     "TransformersBackend",

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..import_utils import is_ctranslate2_available
 from .base import GeneratedText, GenerationBackend, GenerationSettings, StopFunction, resolve_token_limits
+from .converted_models import end_of_sequence_ids, publish_folder, save_merged_model, source_sha256
 from .decode_loop import token_has_newline
 from .vllm_backend import adapter_sha256
 
@@ -34,24 +35,11 @@ from .vllm_backend import adapter_sha256
 logger = logging.getLogger(__name__)
 
 CONVERTED_MODEL_FILE = "model.bin"  # what a CTranslate2 model folder holds
-WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
 def is_converted_model(folder: str | os.PathLike) -> bool:
     """Whether ``folder`` holds a model converted to CTranslate2 (its ``model.bin``)."""
     return (Path(folder) / CONVERTED_MODEL_FILE).is_file()
-
-
-def model_sha256(folder: str | os.PathLike) -> str:
-    """sha256 over a transformers model folder's ``config.json`` and weight files (names and bytes)."""
-    digest = hashlib.sha256()
-    folder = Path(folder)
-    for path in sorted(folder.iterdir()):
-        if path.name == "config.json" or path.suffix in WEIGHT_SUFFIXES:
-            digest.update(path.name.encode())
-            with open(path, "rb") as handle:
-                digest.update(hashlib.file_digest(handle, "sha256").digest())
-    return digest.hexdigest()
 
 
 def default_conversion_cache() -> Path:
@@ -79,7 +67,7 @@ def convert_transformers_model(
     try:
         if adapter is not None:
             merged = output.with_name(f"{output.name}.merged-{os.getpid()}")
-            _save_merged(model, adapter, merged, trust_remote_code=trust_remote_code)
+            save_merged_model(model, adapter, merged, trust_remote_code=trust_remote_code)
             source = str(merged)
         converter = ctranslate2.converters.TransformersConverter(
             source, low_cpu_mem_usage=True, trust_remote_code=trust_remote_code
@@ -90,27 +78,12 @@ def convert_transformers_model(
         load_tokenizer(source).save_pretrained(staging)
         if (Path(source) / "generation_config.json").is_file():  # its end-of-sequence ids (read by the backend)
             shutil.copy(Path(source) / "generation_config.json", staging / "generation_config.json")
-        if output.exists():  # another process converted it meanwhile
-            shutil.rmtree(staging)
-        else:
-            staging.rename(output)
+        publish_folder(staging, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if merged is not None:
             shutil.rmtree(merged, ignore_errors=True)
     return output
-
-
-def _save_merged(model: str, adapter: str, folder: Path, *, trust_remote_code: bool) -> None:
-    """The base model with the LoRA adapter merged in (``merge_and_unload``), saved with its tokenizer."""
-    from peft import PeftModel
-
-    from ..models import load_model_and_tokenizer
-
-    base, tokenizer = load_model_and_tokenizer(model, dtype="float32", device="cpu", trust_remote_code=trust_remote_code)
-    merged = PeftModel.from_pretrained(base, adapter, is_trainable=False).merge_and_unload()
-    merged.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
 
 
 class CTranslate2Backend(GenerationBackend):
@@ -194,7 +167,7 @@ class CTranslate2Backend(GenerationBackend):
         from ..models import resolve_model_path
 
         source = resolve_model_path(model)
-        weights = model_sha256(source) if Path(source).is_dir() else hashlib.sha256(source.encode()).hexdigest()
+        weights = source_sha256(source)
         key = hashlib.sha256(
             json.dumps([weights, self.adapter_sha256, ctranslate2.__version__]).encode()
         ).hexdigest()[:16]
@@ -221,12 +194,7 @@ class CTranslate2Backend(GenerationBackend):
         return json.dumps(record, sort_keys=True)
 
     def _eos_ids(self) -> list[int]:
-        ids = {self.tokenizer.eos_token_id}
-        config = Path(self.model_path) / "generation_config.json"
-        if config.is_file():
-            value = json.loads(config.read_text(encoding="utf-8")).get("eos_token_id")
-            ids |= set(value if isinstance(value, list) else [value])
-        return sorted(i for i in ids if i is not None)
+        return end_of_sequence_ids(self.model_path, self.tokenizer)
 
     def generate(
         self,

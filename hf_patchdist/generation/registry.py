@@ -1,4 +1,4 @@
-"""Generation backends by name: ``"transformers"`` (default), ``"vllm"``, ``"ctranslate2"``.
+"""Generation backends by name: ``"transformers"`` (default), ``"vllm"``, ``"ctranslate2"``, ``"openvino"``.
 
 The Rewriter (``Rewriter(..., backend="ctranslate2")``) and the ``--backend`` option of the command line
 build their backend here; each backend module is imported only when its name is asked for.
@@ -12,10 +12,10 @@ from typing import Any
 from .base import GenerationBackend
 
 
-BACKEND_NAMES = ("transformers", "vllm", "ctranslate2")
+BACKEND_NAMES = ("transformers", "vllm", "ctranslate2", "openvino")
 """Backends selectable by name; the first is the default."""
 
-LOADS_ITS_OWN_MODEL = ("vllm", "ctranslate2")
+LOADS_ITS_OWN_MODEL = ("vllm", "ctranslate2", "openvino")
 """Backends that load the weights themselves, from the model's name or folder (not from a loaded model)."""
 
 
@@ -41,13 +41,15 @@ def backend_from_name(
         name: One of :data:`BACKEND_NAMES`.
         model: For ``"transformers"`` the loaded model (with its adapter, when there is one); for the
             backends that load their own weights the model's name or folder (the embedded alias included).
-        tokenizer: The transformers tokenizer (``"transformers"``, ``"ctranslate2"``; vLLM loads its own).
+        tokenizer: The transformers tokenizer (``"transformers"``, ``"ctranslate2"``, ``"openvino"``; vLLM loads its own).
         adapter: LoRA adapter folder, for the backends that load their own weights (vLLM applies it at run
-            time, CTranslate2 merges it into the converted weights).
+            time, CTranslate2 and OpenVINO merge it into the converted weights).
         show_progress: Progress bars (``"transformers"``).
         **options: The backend's own options: ``decode_loop`` (transformers); ``gpu_memory_utilization`` and
             ``vllm.LLM`` arguments (vLLM); ``compute_type``, ``device``, ``cache_dir``, ``intra_threads``,
-            ``seed``, ``trust_remote_code`` (CTranslate2).
+            ``seed``, ``trust_remote_code`` (CTranslate2); ``weight_format``, ``inference_precision``,
+            ``kv_cache_precision``, ``cache_dir``, ``threads``, ``seed``... (OpenVINO, see
+            :class:`~hf_patchdist.generation.openvino_backend.OpenVINOBackend`).
 
     Example:
         ```python
@@ -69,6 +71,10 @@ def backend_from_name(
         from .vllm_backend import VLLMBackend
 
         return VLLMBackend(resolve_model_path(model), adapter=adapter, **options)
+    if name == "openvino":
+        from .openvino_backend import OpenVINOBackend
+
+        return OpenVINOBackend(model, tokenizer, adapter=adapter, **options)
     from .ctranslate2_backend import CTranslate2Backend
 
     return CTranslate2Backend(model, tokenizer, adapter=adapter, **options)

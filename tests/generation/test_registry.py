@@ -23,7 +23,7 @@ def test_transformers_by_name_takes_its_options(tiny_model):
     assert isinstance(backend, TransformersBackend) and backend.decode_loop == "generate"
 
 
-@pytest.mark.parametrize("name", ["vllm", "ctranslate2"])
+@pytest.mark.parametrize("name", ["vllm", "ctranslate2", "openvino"])
 def test_engines_that_load_their_own_weights_refuse_a_loaded_model(tiny_model, name):
     model, tokenizer = tiny_model
     with pytest.raises(ValueError, match="by name or folder"):
@@ -45,5 +45,8 @@ def test_command_line_selects_the_backend_by_name():
     argv = ["rewrite", "--output", "out", "--backend", "ctranslate2", "--compute-type", "int8"]
     rewriter = build_rewriter(build_parser().parse_args(argv), "smollm2-135m-instruct")
     assert rewriter.backend_name == "ctranslate2" and rewriter.backend_options == {"compute_type": "int8"}
+    argv = ["rewrite", "--output", "out", "--backend", "openvino", "--inference-precision", "bf16"]
+    rewriter = build_rewriter(build_parser().parse_args(argv), "smollm2-135m-instruct")
+    assert rewriter.backend_name == "openvino" and rewriter.backend_options == {"inference_precision": "bf16"}
     default = build_rewriter(build_parser().parse_args(["rewrite", "--output", "out"]), "smollm2-135m-instruct")
     assert default.backend_name is None and default.backend_options == {}
