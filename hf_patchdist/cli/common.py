@@ -52,7 +52,7 @@ def _add_rewriter_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend",
         default=None,
         choices=("transformers", "vllm", "ctranslate2", "openvino"),
-        help="Generation backend (default transformers; vllm, ctranslate2 and openvino need their extra installed)",
+        help="Generation backend (default: openvino on CPU where installed and able to run the model, else transformers; vllm, ctranslate2 and openvino need their extra installed)",
     )
     parser.add_argument(
         "--compute-type", default=None, help="CTranslate2 compute type with --backend ctranslate2: 'default', 'int8', 'float32'..."
@@ -60,7 +60,7 @@ def _add_rewriter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--inference-precision",
         default=None,
-        help="OpenVINO inference precision with --backend openvino: 'f32' (default) or 'bf16'",
+        help="OpenVINO inference precision with --backend openvino: 'f32' (default) or 'bf16' (the default backend takes bf16 where the CPU computes it natively)",
     )
     parser.add_argument(
         "--trust-remote-code",

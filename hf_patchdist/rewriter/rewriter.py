@@ -31,7 +31,7 @@ from typing import Any
 
 from ..formats import FormatSpec, QAExample, detect_format, read_example, write_answer
 from ..generation.base import GenerationBackend, GenerationSettings, accepts_token_limits
-from ..generation.registry import LOADS_ITS_OWN_MODEL, backend_from_name, check_backend_name
+from ..generation.registry import LOADS_ITS_OWN_MODEL, backend_from_name, check_backend_name, default_backend
 from ..generation.transformers_backend import TransformersBackend
 from ..models import base_model_record, load_model_and_tokenizer, model_context_length
 from ..scoring import QAScorer, qa_prompt_of
@@ -75,9 +75,9 @@ class Rewriter:
         batch_size: Examples per generation/scoring batch inside one ``map`` batch.
         question_column: Plain column holding the question (GSM8K: ``"question"``).
         answer_column: Plain column holding the expert answer (GSM8K: ``"answer"``).
-        backend: A :class:`~hf_patchdist.generation.GenerationBackend`, or the name of one:
-            ``"transformers"`` (the default), ``"vllm"``, ``"ctranslate2"`` (built on first use from the
-            model's name or folder and ``adapter``; see :func:`~hf_patchdist.generation.registry.backend_from_name`).
+        backend: A :class:`~hf_patchdist.generation.GenerationBackend`, or the name of one (built on first use, see
+            :func:`~hf_patchdist.generation.registry.backend_from_name`). None: OpenVINO on CPU where it can run
+            the model, else transformers (:func:`~hf_patchdist.generation.registry.default_backend`).
         backend_options: Options of a backend given by name (CTranslate2: ``{"compute_type": "int8"}``).
         dtype: ``"auto"`` (bfloat16 where supported), ``"float32"``...
         device: Device for the model; default a GPU when visible.
@@ -160,6 +160,7 @@ class Rewriter:
         self.backend_name = check_backend_name(backend) if isinstance(backend, str) else None
         self.backend_options = dict(backend_options or {})
         self._backend = None if isinstance(backend, str) else backend
+        self._backend_given, self._auto_backend = self._backend is not None, None
         self._scorer: QAScorer | None = None
         self.dtype = dtype
         self.device = device
@@ -217,11 +218,17 @@ class Rewriter:
 
     @property
     def backend(self) -> GenerationBackend:
-        if self._backend is None:  # by name; vLLM and CTranslate2 load the weights from the model's name or folder
-            name = self.backend_name or "transformers"
+        if self._backend is None:  # by name; vLLM, CTranslate2 and OpenVINO load the weights from the model's name or folder
+            name, options = self._backend_choice()
             model = self._model_source if name in LOADS_ITS_OWN_MODEL and self._model_source is not None else self.model
-            self._backend = backend_from_name(name, model, self.tokenizer, adapter=self.adapter_path, show_progress=self.show_progress, **self.backend_options)
+            self._backend = backend_from_name(name, model, self.tokenizer, adapter=self.adapter_path, show_progress=self.show_progress, **options)
         return self._backend
+
+    def _backend_choice(self) -> tuple[str, dict[str, Any]]:
+        """The name and options of the backend this Rewriter builds: the one named, else :func:`default_backend`'s."""
+        if self.backend_name is None and self._auto_backend is None:
+            self._auto_backend = default_backend(self._model_source, self.device, self.backend_options)
+        return (self.backend_name, self.backend_options) if self.backend_name else self._auto_backend
 
     @property
     def scorer(self) -> QAScorer:
@@ -235,8 +242,8 @@ class Rewriter:
         state = dict(self.__dict__)
         if self._model_source is not None:
             state.update(_model=None, _tokenizer=None, _scorer=None, _adapter_loaded=False)
-            if isinstance(self._backend, TransformersBackend) or self.backend_name is not None:
-                state["_backend"] = None  # rebuilt from its name (a CTranslate2 or vLLM engine does not pickle)
+            if isinstance(self._backend, TransformersBackend) or not self._backend_given:
+                state["_backend"] = None  # rebuilt from its name (a CTranslate2, OpenVINO or vLLM engine does not pickle)
         return state
 
     def with_options(
@@ -501,7 +508,8 @@ class Rewriter:
             digest.update(file_sha256(weights).encode() if weights.is_file() else self.adapter_path.encode())
         if self._model_source is None and self._model is not None:
             digest.update(weights_sha256(self._model, skip_adapter=self.adapter_path is not None).encode())
-        backend = self.backend if self.backend_name not in (None, "transformers") else self._backend  # built once
+        named = self._backend_choice()[0] if not self._backend_given else None
+        backend = self.backend if named not in (None, "transformers") else self._backend  # built once
         if backend is not None and not isinstance(backend, TransformersBackend):
             identity = getattr(backend, "fingerprint", None)  # vLLM, CTranslate2: their weights, adapter hash, settings
             digest.update((identity() if callable(identity) else type(backend).__qualname__).encode())

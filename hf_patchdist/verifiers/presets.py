@@ -28,8 +28,9 @@ unchanged configuration (a check fixed, words tokenised differently). The patch 
 patched sets cached under an older gate are not reused. 2: Unicode words, identity steps, copies measured
 by the longest common subsequence of words. 3: a final answer only stated in the conclusion counts as derived
 only when the expert answer does not compute it either; an answer stated in the reasoning that differs from the final
-one fails (``contradicts_final_answer``). 4: the presets require grounded operands (``require_grounded_operands``:
-every number a step computes with is in the question, derived earlier or a common constant)."""
+one fails (``contradicts_final_answer``). 4: the math verifier requires grounded operands by default (``require_grounded_operands``:
+every number a step computes with is in the question, derived earlier or a common constant), so the default
+Stage II gate and rewriters saved before it have the check too."""
 
 GRPO_GATE: dict[str, Any] = {
     "name": "math",

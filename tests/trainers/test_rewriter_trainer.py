@@ -30,7 +30,7 @@ def test_defaults_follow_the_paper(tmp_path):
     args = RewriterGRPOConfig(str(tmp_path), use_cpu=True)
     assert (args.beta, args.learning_rate, args.lambda_dist, args.lambda_div) == (0.001, 3e-6, 0.35, 0.5)
     assert (args.lora_r, args.lora_alpha, args.lora_target_modules) == (64, 32, "all-linear")
-    assert args.verifier == {"name": "math", "strict": True, "max_reference_copy": 0.7, "min_step_ratio": 0.6}
+    assert args.verifier == {"name": "math", "strict": True, "max_reference_copy": 0.7, "min_step_ratio": 0.6, "require_grounded_operands": True}
     assert args.generation_batch_size % args.num_generations == 0
 
 

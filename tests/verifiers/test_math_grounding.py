@@ -54,7 +54,7 @@ EXAMPLES = [TOM, JAMES, ERIC, JON, STELLA]
 
 @pytest.mark.parametrize("question, expert, rewrite, number", EXAMPLES, ids=["tom", "james", "eric", "jon", "stella"])
 def test_rewrites_that_take_a_result_from_the_expert_answer_fail(question, expert, rewrite, number):
-    assert MathVerifier()(rewrite, expert, question=question).passed  # what gate 3 accepted
+    assert MathVerifier(require_grounded_operands=False)(rewrite, expert, question=question).passed  # what gate 3 accepted
     result = GROUNDED(rewrite, expert, question=question)
     assert result.reason == "ungrounded_operand"
     assert result.detail.startswith(f"{number} in ")  # the detail names the number and its step
@@ -137,7 +137,9 @@ def test_the_presets_turn_it_on_and_it_round_trips():
     assert GRPO_GATE["require_grounded_operands"] is True
     assert stage_ii_gate(GRPO_GATE)["require_grounded_operands"] is True
     assert get_verifier(GROUNDED.to_dict()).require_grounded_operands is True
-    assert MathVerifier().require_grounded_operands is False
+    # On by default, so the default Stage II gate ({"name": "math"}) and rewriters saved before gate 4 have it too.
+    assert MathVerifier().require_grounded_operands is True
+    assert get_verifier({"name": "math"}).require_grounded_operands is True
 
 
 def test_numbers_written_against_han_characters_are_grounded():

@@ -9,6 +9,10 @@ from .verifier_cases import BETTY, GSM8K_ROWS, NATALIA, NATALIA_REWRITE, TRAIN_8
 
 from hf_patchdist.verifiers import GRPO_GATE, MathVerifier, VerificationResult, extract_math_answer, get_verifier, math_answers_equal
 
+# Expert answers that do a step in their head ("In one hour, there are 3 sets of 20 minutes": 60 / 20 is never
+# written), which the grounded-operand check rejects: 2% of GSM8K's (benchmarks/results/gate_self_check.json).
+IN_HEAD_STEPS = {GSM8K_ROWS[14]["question"]}
+
 # ---------------------------------------------------------------------------------------------
 # Expert answers and real rewrites
 # ---------------------------------------------------------------------------------------------
@@ -17,6 +21,9 @@ from hf_patchdist.verifiers import GRPO_GATE, MathVerifier, VerificationResult, 
 @pytest.mark.parametrize("row", GSM8K_ROWS, ids=[f"train{i}" for i in range(len(GSM8K_ROWS))])
 def test_expert_answer_verifies_against_itself(row):
     result = MathVerifier()(row["answer"], row["answer"], question=row["question"])
+    if row["question"] in IN_HEAD_STEPS:
+        assert result.reason == "ungrounded_operand", (result.reason, result.detail)
+        result = MathVerifier(require_grounded_operands=False)(row["answer"], row["answer"], question=row["question"])
     assert result.passed, (result.reason, result.detail)
     assert result.text == row["answer"].strip()
 
@@ -24,7 +31,8 @@ def test_expert_answer_verifies_against_itself(row):
 @pytest.mark.parametrize("row", GSM8K_ROWS, ids=[f"train{i}" for i in range(len(GSM8K_ROWS))])
 def test_expert_answer_without_annotations_verifies_against_itself(row):
     answer = re.sub(r"<<[^<>]*>>", "", row["answer"])
-    result = MathVerifier()(answer, row["answer"], question=row["question"])
+    verifier = MathVerifier(require_grounded_operands=row["question"] not in IN_HEAD_STEPS)
+    result = verifier(answer, row["answer"], question=row["question"])
     assert result.passed, (result.reason, result.detail)
 
 
@@ -103,20 +111,21 @@ def test_numbers_without_arithmetic_are_not_reasoning():
 def test_too_short_against_a_long_expert_answer():
     row = GSM8K_ROWS[5]  # six lines, #### 35
     candidate = "10 + 8 = 18 and 28 + 7 = 35.\n#### 35"
-    result = MathVerifier()(candidate, row["answer"], question=row["question"])
+    ungrounded = {"require_grounded_operands": False}  # the 28 is the expert's, never derived here: not what this tests
+    result = MathVerifier(**ungrounded)(candidate, row["answer"], question=row["question"])
     assert result.reason == "too_short"
-    assert MathVerifier(min_length_ratio=0.1)(candidate, row["answer"], question=row["question"]).passed
+    assert MathVerifier(min_length_ratio=0.1, **ungrounded)(candidate, row["answer"], question=row["question"]).passed
 
 
 def test_copied_question_words_do_not_count_towards_the_length():
     row = GSM8K_ROWS[5]  # six lines, #### 35
     candidate = "10 + 8 = 18 and 28 + 7 = 35.\n#### 35"
     padded = row["question"] + "\n" + candidate
-    permissive = MathVerifier(max_question_copy=1.0)
+    permissive = MathVerifier(max_question_copy=1.0, require_grounded_operands=False)  # the 28 is never derived
     assert permissive(padded, row["answer"]).passed  # without the question its words count
     assert permissive(padded, row["answer"], question=row["question"]).reason == "too_short"
     # With the question-copy policy off, every word counts (the gate before these checks).
-    assert MathVerifier(max_question_copy=None)(padded, row["answer"], question=row["question"]).passed
+    assert MathVerifier(max_question_copy=None, require_grounded_operands=False)(padded, row["answer"], question=row["question"]).passed
 
 
 def test_missing_intermediate_results():
@@ -143,6 +152,12 @@ def test_wrong_and_missing_final_answer():
 
 
 LEAKED_REWRITES = {
+    # Once counted a good rewrite: it skips 5 + 4 = 9 and 9 / 3 = 3 and computes with the expert's 9 and 3.
+    815: (
+        "Bingley has 5 bracelets.\nKelly gives Bingley 16 / 4 = 4 bracelets.\n"
+        "Bingley gives a third of his bracelets to his little sister.\n"
+        "In the end, Bingley has 9 - 3 = 6 bracelets remaining.\n#### 6"
+    ),
     # Numbers, but no arithmetic at all.
     801: (
         "Alex gets paid $50 a week and pays his weekly water bill for $55, which is 10% of his weekly income. "
@@ -174,11 +189,6 @@ LEAKED_REWRITES = {
 
 
 GOOD_REWRITES = {
-    815: (
-        "Bingley has 5 bracelets.\nKelly gives Bingley 16 / 4 = 4 bracelets.\n"
-        "Bingley gives a third of his bracelets to his little sister.\n"
-        "In the end, Bingley has 9 - 3 = 6 bracelets remaining.\n#### 6"
-    ),
     828: (
         "Tim gets 2*6 = 12 hours the first 2 days.\nThe next 2 days he gets 2*10 = 20 hours.\n"
         "So he got 12+20 = 32 hours.\n#### 32"
@@ -196,6 +206,7 @@ GOOD_REWRITES = {
         (801, "no_reasoning", "0 arithmetic step(s) before the final answer, 1 required"),
         (802, "answer_not_derived", "the final answer '21' is not the result of any equation or of the last"),
         (805, "wrong_equation", "6*8=52 does not hold (left side is 48)"),
+        (815, "ungrounded_operand", "9 in '9 - 3 = 6' is neither in the question nor derived before"),
         (821, "answer_not_derived", "the final answer '24' is not"),
         (822, "answer_not_derived", "the final answer '4' is not"),
     ],

@@ -112,6 +112,9 @@ class MathVerifier(Verifier):
             expert answer instead of deriving it ("Tom saved $120, so he paid $200 - $120 = $80"). Skipped when the
             question is unknown (``question=None``). 2.0% of the GSM8K expert answers fail it (mostly steps they do
             in their head, "The secretary takes 4 more, leaving 44", or facts they know, "ants have 6 legs").
+            On by default: in Stage II a false rejection costs one row's rewrite (the row keeps its expert
+            answer), a false acceptance puts an unfaithful target into the SFT set. Measured on GSM8K only; on
+            other math data check the fallback reasons (``ungrounded_operand``) of a patched sample.
         reject_repeated_equations: Fail with ``"repeated_equation"`` when the same equation is
             written on two lines, unless the expert answer repeats it too (a rewriter that repeats
             its last step gets a longer, cheaper target without more reasoning).
@@ -147,7 +150,7 @@ class MathVerifier(Verifier):
         min_intermediate_recall: float | None = None,
         reject_repeated_equations: bool = True,
         min_step_ratio: float | None = None,
-        require_grounded_operands: bool = False,
+        require_grounded_operands: bool = True,
         **gate_options: Any,
     ) -> None:
         super().__init__(strict=strict, **gate_options)
