@@ -126,8 +126,13 @@ def read_rewrites(path: str | None, rows: list[dict]) -> list[dict]:
     if not path or not Path(path).is_file():
         return []
     expert = {row["question"]: row["answer"] for row in rows}
+    stored = json.loads(Path(path).read_text())
+    # rewriter_vs_prompted writes {"k1": {"prompted": [...], "rl": [...]}, "k8": {...}}; before K it wrote {"prompted": [...], ...}.
+    groups = {f"{rewriter}_{k}": examples for k, by_rewriter in stored.items() for rewriter, examples in by_rewriter.items()} if all(
+        isinstance(v, dict) for v in stored.values()
+    ) else stored
     rewrites = []
-    for rewriter, examples in json.loads(Path(path).read_text()).items():
+    for rewriter, examples in groups.items():
         for example in examples:
             if example["question"] in expert:
                 rewrites.append(

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-GATE_VERSION = 4
+GATE_VERSION = 5
 """Version of the gate's verdicts: bump it whenever a change to the checks can change a verdict under an
 unchanged configuration (a check fixed, words tokenised differently). The patch cache key holds it, so that
 patched sets cached under an older gate are not reused. 2: Unicode words, identity steps, copies measured
@@ -30,7 +30,8 @@ by the longest common subsequence of words. 3: a final answer only stated in the
 only when the expert answer does not compute it either; an answer stated in the reasoning that differs from the final
 one fails (``contradicts_final_answer``). 4: the math verifier requires grounded operands by default (``require_grounded_operands``:
 every number a step computes with is in the question, derived earlier or a common constant), so the default
-Stage II gate and rewriters saved before it have the check too."""
+Stage II gate and rewriters saved before it have the check too. 5: its constants are 1 and 2 only (a time factor such
+as 12 or 7 needs its unit in the question)."""
 
 GRPO_GATE: dict[str, Any] = {
     "name": "math",

@@ -98,7 +98,7 @@ def test_an_unknown_question_skips_the_check():
         ("He ate 2/5 of the 35 quarters.", "He ate 35 * 2/5 = 14, and 35 * 0.6 = 21 are left."),
         # Unit conversions the question's units bring, and common constants.
         ("Kim drinks a 1.5-quart bottle.", "That is 1.5 * 32 = 48 ounces."),
-        ("He walks 3 miles an hour for 2 hours a day.", "That is 3 * 2 = 6 miles a day, 6 * 7 = 42 a week."),
+        ("He walks 3 miles an hour for 2 hours a day. How far does he walk in a week?", "That is 3 * 2 = 6 miles a day, 6 * 7 = 42 a week."),
         ("Jon buys 2 coffees a day at $2 each. How much in April?", "He spends 2 * 2 = 4 a day, 4 * 30 = 120 in April."),
         ("She works Monday to Friday, 8 hours a day.", "She works 8 * 5 = 40 hours."),
         ("He read for two weeks, 10 pages a day.", "He read 14 * 10 = 140 pages."),
@@ -146,3 +146,11 @@ def test_numbers_written_against_han_characters_are_grounded():
     question = "娜塔莉亚在四月份把发夹卖给了她的48个朋友，五月份她卖出的发夹数量是四月份的一半。"
     assert 48.0 in question_values(question)
     assert first_ungrounded_operand("五月是四月的一半：48 / 2 = 24。\n两个月合计 48 + 24 = 72。", question) is None
+
+
+def test_a_time_factor_needs_its_unit_in_the_question():
+    # The demo's leak: 12 = 6 x 2 taken from the expert answer passed as "months per year" before.
+    question = "Ben buys 6 cookies for each of 2 friends. Each of the cookies costs $9. How much does Ben spend in dollars?"
+    rewrite = "Ben buys 2 cookies for each of 2 friends, so 2 * 2 = 4 cookies.\nEach cookie costs $9, so 12 * 9 = 108.\n#### 108"
+    assert first_ungrounded_operand(rewrite, question) is not None
+    assert first_ungrounded_operand("12 * 9 = 108", "A dozen boxes cost $9 each. What do they cost?") is None
