@@ -15,9 +15,32 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .base import GeneratedText, GenerationBackend, StopFunction
+from .decode_loop import token_has_newline
+
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
+
+
+class TokenIdBackend(GenerationBackend):
+    """A backend whose engine returns token ids that the transformers tokenizer decodes (CTranslate2, OpenVINO): the
+    final-answer stop and the truncation verdict they share. Subclasses set ``tokenizer`` and ``_piece_has_newline``."""
+
+    tokenizer: Any
+    _piece_has_newline: dict[int, bool]
+
+    def _line_complete(self, tokens: list[int], stop: StopFunction | None) -> bool:
+        # A final-answer line can only complete on a newline: decoding at every token would cost quadratic time.
+        if stop is None or not token_has_newline(self.tokenizer, tokens[-1], self._piece_has_newline):
+            return False
+        return stop(self.tokenizer.decode(tokens, skip_special_tokens=True)) is not None
+
+    def _result(self, tokens: list[int], eos: set[int], limit: int, stop: StopFunction | None) -> GeneratedText:
+        ended = bool(tokens) and tokens[-1] in eos
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        cut = stop(text) if stop is not None else None
+        return GeneratedText(text=text, truncated=not ended and cut is None and len(tokens) >= limit)
 
 def model_sha256(folder: str | os.PathLike) -> str:
     """sha256 over a transformers model folder's ``config.json`` and weight files (names and bytes)."""

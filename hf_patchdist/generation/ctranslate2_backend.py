@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..import_utils import is_ctranslate2_available
-from .base import GeneratedText, GenerationBackend, GenerationSettings, StopFunction, resolve_token_limits
-from .converted_models import end_of_sequence_ids, publish_folder, save_merged_model, source_sha256
-from .decode_loop import token_has_newline
+from .base import GeneratedText, GenerationSettings, StopFunction, resolve_token_limits
+from .converted_models import TokenIdBackend, end_of_sequence_ids, publish_folder, save_merged_model, source_sha256
 from .vllm_backend import adapter_sha256
 
 
@@ -86,7 +85,7 @@ def convert_transformers_model(
     return output
 
 
-class CTranslate2Backend(GenerationBackend):
+class CTranslate2Backend(TokenIdBackend):
     """Generate with CTranslate2 (``pip install hf-patchdist[ctranslate2]``), optionally with a merged LoRA adapter.
 
     Args:
@@ -271,15 +270,3 @@ class CTranslate2Backend(GenerationBackend):
             **options,
         )
         return tokens
-
-    def _line_complete(self, tokens: list[int], stop: StopFunction | None) -> bool:
-        # A final-answer line can only complete on a newline: decoding at every token would cost quadratic time.
-        if stop is None or not token_has_newline(self.tokenizer, tokens[-1], self._piece_has_newline):
-            return False
-        return stop(self.tokenizer.decode(tokens, skip_special_tokens=True)) is not None
-
-    def _result(self, tokens: list[int], eos: set[int], limit: int, stop: StopFunction | None) -> GeneratedText:
-        ended = bool(tokens) and tokens[-1] in eos
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        cut = stop(text) if stop is not None else None
-        return GeneratedText(text=text, truncated=not ended and cut is None and len(tokens) >= limit)

@@ -32,9 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from ..import_utils import is_openvino_genai_available
-from .base import GeneratedText, GenerationBackend, GenerationSettings, StopFunction, resolve_token_limits
-from .converted_models import end_of_sequence_ids, load_merged_model, publish_folder, source_sha256
-from .decode_loop import token_has_newline
+from .base import GeneratedText, GenerationSettings, StopFunction, resolve_token_limits
+from .converted_models import TokenIdBackend, end_of_sequence_ids, load_merged_model, publish_folder, source_sha256
 from .gguf_export import GGUF_WEIGHT_TYPES, write_gguf
 from .vllm_backend import adapter_sha256
 
@@ -113,7 +112,7 @@ def convert_to_openvino(
     return output
 
 
-class OpenVINOBackend(GenerationBackend):
+class OpenVINOBackend(TokenIdBackend):
     """Generate with OpenVINO GenAI's continuous batching on CPU, optionally with a merged LoRA adapter.
 
     Args:
@@ -350,12 +349,6 @@ class OpenVINOBackend(GenerationBackend):
                     live.discard(index)
         return [[row[sequence] for sequence in sorted(row)] for row in tokens]
 
-    def _line_complete(self, tokens: list[int], stop: StopFunction | None) -> bool:
-        # A final-answer line can only complete on a newline: decoding at every token would cost quadratic time.
-        if stop is None or not token_has_newline(self.tokenizer, tokens[-1], self._piece_has_newline):
-            return False
-        return stop(self.tokenizer.decode(tokens, skip_special_tokens=True)) is not None
-
     def _cut(self, tokens: list[int], limit: int, eos: set[int], stop: StopFunction | None) -> list[int]:
         """``tokens`` up to the token that ended the candidate (tokens read after it in the same step are dropped)."""
         tokens = tokens[:limit]
@@ -363,9 +356,3 @@ class OpenVINOBackend(GenerationBackend):
             if tokens[position] in eos or self._line_complete(tokens[: position + 1], stop):
                 return tokens[: position + 1]
         return tokens
-
-    def _result(self, tokens: list[int], eos: set[int], limit: int, stop: StopFunction | None) -> GeneratedText:
-        ended = bool(tokens) and tokens[-1] in eos
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        cut = stop(text) if stop is not None else None
-        return GeneratedText(text=text, truncated=not ended and cut is None and len(tokens) >= limit)
