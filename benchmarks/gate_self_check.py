@@ -77,6 +77,12 @@ LEAKS = {
     "contradicting_conclusion": ("grpo", "In May: 48 / 2 = 24 clips.\nIn all: 48 + 24 = 72 clips, 72 + 24 = 96.\nThe final answer is 96 clips.\n#### 72"),
     # Gate 4: the 24 taken from the expert answer, never derived (Stage II has no step count to catch it).
     "ungrounded_operand": ("stage_ii", "Natalia sold 48 clips in April, and 48 + 24 = 72 clips in April and May.\n#### 72"),
+    # Gate 6: a chain of "=" whose last link is false ("24 - 8 = 16 = 19" in the best-of-32 demo).
+    "false_equation_chain": ("stage_ii", "In May she sold 48 / 2 = 24 = 30 clips.\nIn all: 48 + 24 = 72 clips.\n#### 72"),
+    # Gate 6: an algebra equation never solved, its unknown given the answer ("3x + 7 = 27" in the demo).
+    # Gate 6: a second answer line in the reasoning, kept in the target ("#### 13 = 9 + 4\n#### 13" in the demo).
+    "extra_final_answer_line": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nIn all: 48 + 24 = 72 clips.\n#### 72 = 48 + 24\n#### 72"),
+    "unsolved_algebra": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nLet x be the total: x - 48 = 30, so x = 72 clips.\n#### 72"),
 }
 """Candidates for the GSM8K "Natalia" row that passed a gate (named beside each): of issue 14 (GRPO gate) and
 of the best-of-K work (Stage II gate)."""

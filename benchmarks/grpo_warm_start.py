@@ -142,6 +142,9 @@ def main() -> None:
     parser.add_argument("--summary-only", action="store_true", help="Run nothing: summarise and plot the run folders as they are")
     parser.add_argument("--output", default=str(ROOT / "benchmarks/results/grpo_warm_start.json"))
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from hf_patchdist.verifiers import GATE_VERSION
+
     if not Path(args.data).is_file():
         args.data = "/work/shared/data/gsm8k/train.jsonl"
 
@@ -175,7 +178,7 @@ def main() -> None:
             "model": "smollm2-135m-instruct", "data": "gsm8k train[1000:] (GRPO: all but the last 1024 shuffled rows; RFT: from those)",
             "steps": args.steps, "num_generations": args.num_generations, "prompts_per_step": args.prompts_per_step,
             "rft_rows": args.rft_rows, "rft_candidates": args.rft_candidates, "rft_sampling": {"temperature": 0.6, "top_p": 0.95},
-            "seed": args.seed, "gate": "GRPO_GATE", "example": "examples/train_rewriter_gsm8k.py (its defaults otherwise)",
+            "seed": args.seed, "gate": "GRPO_GATE", "gate_version": GATE_VERSION, "example": "examples/train_rewriter_gsm8k.py (its defaults otherwise)",
             "runs_dir": str(runs_dir),
         },
         **summarize(runs, args.steps),

@@ -41,7 +41,7 @@ Reason codes (``VerificationResult.reason``):
   ``"too_few_steps"`` (fewer steps than ``min_step_ratio`` of the expert's), ``"answer_not_derived"`` (the final answer is not the
   result of the reasoning), ``"ungrounded_operand"`` (a step computes with a number that is neither in the question nor
   derived before it, ``require_grounded_operands``), ``"contradicts_final_answer"`` (the reasoning states another answer, "The answer is 20", before
-  the final line), ``"too_short"``, ``"missing_intermediate_results"``;
+  the final line), ``"extra_final_answer_line"`` (a ``####`` line before the final one: "#### 13 = 9 + 4"), ``"too_short"``, ``"missing_intermediate_results"``;
 - :class:`CallableVerifier`: ``"rejected"`` unless the callable gives its own reason.
 
 Final-answer lines, and when :meth:`Verifier.final_answer_end` reports one as complete: see

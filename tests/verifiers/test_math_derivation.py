@@ -80,3 +80,15 @@ def test_an_answer_stated_in_the_reasoning_must_be_the_final_answer():
     agreeing = "He walks 2 x 3 = 6 meters.\nThe answer is 6.\n#### 6"
     assert MathVerifier(min_length_ratio=0)(agreeing, reference, question=question).passed
     assert MathVerifier(min_length_ratio=0)("2 x 3 = 6, so the answer is $6.00.\n#### 6", reference, question=question).passed
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_second_answer_line_before_the_final_one_fails(strict):
+    # The best-of-32 demo kept "#### 13 = 9 + 4" inside an accepted target: Stage II trims only what follows the
+    # final line, so an answer marker before it stayed in the SFT text.
+    reference = "He walks 2 x 3 = <<2*3=6>>6 meters.\n#### 6"
+    question = "A robot walks 2 meters 3 times. How many meters does it walk?"
+    leak = "He walks 2 x 3 = 6 meters.\n#### 6 = 2 x 3\n#### 6"
+    result = MathVerifier(min_length_ratio=0, strict=strict)(leak, reference, question=question)
+    assert result.reason == "extra_final_answer_line" and "#### 6 = 2 x 3" in result.detail
+    assert MathVerifier(min_length_ratio=0, strict=strict)("He walks 2 x 3 = 6 meters.\n#### 6", reference, question=question).passed

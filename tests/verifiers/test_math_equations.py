@@ -106,6 +106,13 @@ def test_wrong_equation_on_the_way_to_the_right_answer_fails():
         ("72 = 48 + 24.", True),
         ("Day 2 = 5 * 3 = 15", True),
         ("Week 2 = 5 * 3 dollars", True),
+        # A chain of "=" states every link (gate 6: "24 - 8 = 16 = 19" passed the best-of-32 demo).
+        ("24 - 8 = 16 = 19 apples", False),
+        ("24 - 8 = 16 = 16 apples", True),
+        ("12 / 60 = 0.2 = 20%", True),
+        # An algebra equation holds at the value the text gives its unknown (gate 6).
+        ("3x + 7 = 27, so x = 19", False),
+        ("3x + 7 = 64, so x = 19", True),
     ],
 )
 def test_equations_are_checked(line, accepted):

@@ -15,7 +15,8 @@
 
 An equation is ``a op b (op c)* = r`` in the visible text or in a GSM8K annotation ``<<a*b=c>>``; a
 running computation "5 + 3 = 8 * 2 = 16" gives two, and a line that is only ``r = a op b`` is read
-backwards. Expressions that only continue something the line does not show are skipped.
+backwards, and a chain "24 - 8 = 16 = 19" also states ``16 = 19``. Expressions that only continue something the
+line does not show are skipped.
 """
 
 from __future__ import annotations
@@ -102,6 +103,10 @@ def _equations_in_line(line: str) -> Iterator[_Equation]:
             if lhs is None:
                 continue
             if not _has_operator(lhs):
+                # "24 - 8 = 16 = 19": a chain of "=" states that the running result equals the next number.
+                if k > 0 and len(left) == 1 and left[0].kind == "num" and len(right) == 1 and right[0].kind == "num":
+                    yield _Equation(line[left[0].start : left[0].end], lhs, ((_Parser(right).parse(), line[right[0].start : right[0].end]),))
+                    continue
                 reversed_equation = _reversed_equation(line, run_start, left, right, lhs) if len(eq_positions) == 1 else None
                 if reversed_equation is not None:
                     yield reversed_equation

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterator
 
 from ..text_checks import ANNOTATION_RE, _close, _numbers_in, strip_calculator_annotations
-from .arithmetic import _format_number, _normalize_math_line
+from .arithmetic import _format_number, _has_operator, _normalize_math_line
 from .derivation import _AFTER_EQUALS_RE, _assigned_values, _bare_expressions, _readings
 from .equations import _equations_in_line
 
@@ -278,6 +278,8 @@ def first_ungrounded_operand(body: str, question: str, constants: tuple[float, .
         if "=" in visible:
             equations.extend(_equations_in_line(visible))
         for equation in equations:
+            if not _has_operator(equation.lhs):
+                continue  # a link of a chain, "= 16 = 16": it states a result, it computes nothing
             # The right side's readings and numbers ("2/12 = 1/6" gives 6).
             results = [abs(v) for rhs, _ in equation.rhs_options for v in (*_readings(rhs), *(o[0][1] for o in _operands(rhs)))]
             steps.append((equation.lhs, results, f"{equation.lhs_source.strip()} = {equation.rhs_options[-1][1].strip()}"))

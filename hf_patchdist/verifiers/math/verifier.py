@@ -23,7 +23,8 @@ from ..base import VerificationResult, Verifier, _fail
 from ..final_answer import _locate_final_line
 from ..text_checks import ANNOTATION_RE, _close, _numbers_in, _shared_runs, strip_calculator_annotations, _word_count
 from .answers import _MATH_KINDS, _numeric_value, extract_math_answer, math_answers_equal
-from .arithmetic import _format_number, _normalize_math_line, _only_identity_arithmetic
+from .algebra import first_unsolved_algebra
+from .arithmetic import _format_number, _has_operator, _normalize_math_line, _only_identity_arithmetic
 from .derivation import _derived_results, _is_result, _stated_in_conclusion
 from .equations import _equations_in_line, _first_wrong_equation, _intermediate_results, _repeated_equation
 from .grounding import _SENTENCE_SPLIT_RE, first_ungrounded_operand
@@ -66,7 +67,9 @@ class MathVerifier(Verifier):
             annotations included); ``+ - * / x × ÷ ^``, "times"/"plus"/"minus"/"multiplied by"/
             "divided by", parentheses, ``$``, ``€``, ``£``, ``%`` (read both as a number and as a
             fraction) and thousands separators are understood. A running computation
-            "5 + 3 = 8 * 2 = 16" is read as two equations. Unit words between the numbers are
+            "5 + 3 = 8 * 2 = 16" is read as two equations, and a chain "24 - 8 = 16 = 19" also states
+            16 = 19. An algebra equation with one-letter unknowns ("3x + 7 = 27") is checked at the values
+            the text gives its unknowns ("x = 19" fails it); one whose unknowns get no value is not read. Unit words between the numbers are
             skipped: "6 screens * 8 movies/day = 48 movies/day", "8 hours/day / 2 hours/day = 4",
             "$100/day * 2 = $200/day" ("/day" is a unit, never a division by a word). They are kept,
             and the equation is not read, where skipping them would change its meaning: a
@@ -219,8 +222,12 @@ class MathVerifier(Verifier):
         stated = _contradicting_statement(text[: located.start], located.answer)
         if stated is not None:
             return _fail("contradicts_final_answer", text, f"the text states {stated!r} before the final answer {located.answer!r}")
+        extra = _EXTRA_FINAL_LINE_RE.search(text[: located.start])
+        if extra is not None:
+            # "#### 13 = 9 + 4\n#### 13": the body ends in a second answer line that the target would keep.
+            return _fail("extra_final_answer_line", text, f"{extra.group(0).strip()!r} comes before the final answer line")
         if self.check_equations:
-            wrong = _first_wrong_equation(text, self.equation_rel_tol)
+            wrong = _first_wrong_equation(text, self.equation_rel_tol) or first_unsolved_algebra(text, self.equation_rel_tol)
             if wrong is not None:
                 return _fail("wrong_equation", text, wrong)
         if self.reject_repeated_equations:
@@ -333,7 +340,7 @@ class MathVerifier(Verifier):
             if (
                 _EXPRESSION_RE.search(normalized)
                 or ("=" in normalized and (_ALGEBRA_STEP_RE.search(normalized) or _UNIT_STEP_RE.search(normalized)))
-                or next(_equations_in_line(visible), None)
+                or any(_has_operator(equation.lhs) for equation in _equations_in_line(visible))
             ):
                 steps += 1
         return steps
@@ -346,6 +353,8 @@ def _reference_derives(reference: str, answer: float) -> bool:
     return any(_is_result(answer, v) for v in _derived_results(worked))
 
 
+# A GSM8K answer marker in the reasoning: only the final line may start with "####".
+_EXTRA_FINAL_LINE_RE = re.compile(r"^[ \t]*####[^\n]*", re.MULTILINE)
 # "The answer is 20", "The final answer is: $20": an answer stated in the reasoning, before the final-answer line.
 _STATED_ANSWER_RE = re.compile(r"\banswer\s+(?:is|=)\s*:?\s*\$?\s*(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)", re.IGNORECASE)
 
