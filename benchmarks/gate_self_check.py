@@ -82,6 +82,8 @@ LEAKS = {
     # Gate 6: an algebra equation never solved, its unknown given the answer ("3x + 7 = 27" in the demo).
     # Gate 6: a second answer line in the reasoning, kept in the target ("#### 13 = 9 + 4\n#### 13" in the demo).
     "extra_final_answer_line": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nIn all: 48 + 24 = 72 clips.\n#### 72 = 48 + 24\n#### 72"),
+    # Gate 6: one unknown given two values (an accepted RFT rewrite: "Sam ran X = 6 / 3 = 2 miles / He walked X = 2 * 6 = 12").
+    "unknown_given_two_values": ("stage_ii", "In May she sold X = 48 / 2 = 24 clips.\nIn all she sold X = 48 + 24 = 72 clips.\n#### 72"),
     "unsolved_algebra": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nLet x be the total: x - 48 = 30, so x = 72 clips.\n#### 72"),
 }
 """Candidates for the GSM8K "Natalia" row that passed a gate (named beside each): of issue 14 (GRPO gate) and

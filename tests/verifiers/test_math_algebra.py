@@ -38,8 +38,11 @@ def test_a_value_that_does_not_solve_the_equation_fails(text, shown):
     assert first_unsolved_algebra(text) == shown
 
 
-def test_a_letter_reused_for_another_quantity_passes_when_one_value_solves():
-    assert first_unsolved_algebra("x + 1 = 5, so x = 4.\nLater x = 9 apples.") is None
+def test_an_unknown_given_two_values_fails():
+    # An accepted RFT rewrite (GRPO gate, gate 6): "Sam ran X = 6 / 3 = 2 miles / He walked X = 2 * 6 = 12 miles".
+    assert first_unsolved_algebra("Sam ran X = 6 / 3 = 2 miles\nHe walked X = 2 * 6 = 12 miles") == "X is given two values, 2 and 12"
+    assert first_unsolved_algebra("x + 1 = 5, so x = 4.\nLater x = 9 apples.") == "x is given two values, 4 and 9"
+    assert first_unsolved_algebra("x = 8 / 2 = 4 and so x = 4.0") is None
 
 
 def test_the_gate_rejects_an_unsolved_equation_whose_unknown_carries_the_answer():

@@ -74,7 +74,8 @@ def _runs(line: str) -> list[list[_Piece]]:
     """Maximal runs of algebra pieces in ``line`` that are the whole computation written there.
 
     A run is dropped where a unit word cuts it ("30 feet / 6", "29 inches + 12 inches = 41": the run goes on after
-    the word), where a unit with conversion factors follows it ("3x = 1 hour" and later "x = 20 minutes"), or where
+    the word), where a unit with conversion factors follows an algebra equation ("3x = 1 hour" and later "x = 20
+    minutes"; a value such as "x = 20 minutes" is kept), or where
     two numbers stand side by side (a mixed number "3 1/2 * B"). A number right after a word is a label ("section 2
     = x + 200"), not a side. An ``x`` between two numbers is a multiplication sign.
     """
@@ -93,7 +94,7 @@ def _runs(line: str) -> list[list[_Piece]]:
         if after and after[0].kind == "word":
             if len(after) > 1 and after[1].kind in ("op", "="):
                 continue
-            if _singular(after[0].text) in UNIT_FACTORS:
+            if _singular(after[0].text) in UNIT_FACTORS and any(_is_algebra_side(side) for side in _split_sides(run)):
                 continue
         if any(a.kind == "num" and b.kind == "num" for a, b in zip(run, run[1:])):
             continue
@@ -169,8 +170,8 @@ def _side_value(side: tuple[_Piece, ...], values: dict[str, float]) -> float | N
 def first_unsolved_algebra(text: str, rel_tol: float = 1e-3) -> str | None:
     """Detail for the first algebra equation that the values ``text`` gives its unknowns do not solve, or None.
 
-    Equations with an unknown that gets no value are not judged (nothing to check them against); where an unknown
-    gets several values (a letter reused for another quantity), any one that solves the equation is enough.
+    An unknown given two different values fails first ("X = 2" and later "X = 12"). Equations with an unknown that
+    gets no value are not judged (nothing to check them against).
 
     Example:
         ```python
@@ -181,6 +182,12 @@ def first_unsolved_algebra(text: str, rel_tol: float = 1e-3) -> str | None:
         ```
     """
     equations, values = _algebra_in(text)
+    for letter, given in values.items():
+        # "X = 6 / 3 = 2 ... X = 2 * 6 = 12": one unknown, two values. One GSM8K expert answer in 8,792 does it (and
+        # that one is wrong); a rewrite doing it names different quantities alike or contradicts itself.
+        other = next((v for v in given if not math.isclose(v, given[0], rel_tol=rel_tol, abs_tol=1e-6)), None)
+        if other is not None:
+            return f"{letter} is given two values, {given[0]:g} and {other:g}"
     for equation in equations:
         if not equation.unknowns or not equation.unknowns <= values.keys():
             continue
