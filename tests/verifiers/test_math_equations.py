@@ -104,6 +104,8 @@ def test_wrong_equation_on_the_way_to_the_right_answer_fails():
         ("72 = 48 + 25", False),
         ("72 = 48 + 24", True),
         ("72 = 48 + 24.", True),
+        ("$11 = $10 * 10 * (1/10)", False),  # accepted at best-of-32 before the currency sign was allowed
+        ("$72 = $48 + $24", True),
         ("Day 2 = 5 * 3 = 15", True),
         ("Week 2 = 5 * 3 dollars", True),
         # A chain of "=" states every link (gate 6: "24 - 8 = 16 = 19" passed the best-of-32 demo).

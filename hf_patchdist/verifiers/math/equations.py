@@ -139,7 +139,8 @@ def _reversed_equation(
     and an expression on its right: the shape of "14 = 14 * 105 + 840", which otherwise passed the
     equation check unread.
     """
-    if line[:run_start].strip() or line[right[-1].end :].strip(" ."):
+    # "$11 = $10 * 10": a currency sign before the result is still nothing else.
+    if line[:run_start].strip(" \t$\u20ac\u00a3") or line[right[-1].end :].strip(" ."):
         return None
     if len(left) != 1 or left[0].kind != "num" or right[0].kind == "op":
         return None
