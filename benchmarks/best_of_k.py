@@ -38,6 +38,7 @@ generating again, so ``--rewriters prompted`` now and ``--rewriters prompted,rl`
 
     python benchmarks/best_of_k.py                      # both rewriters, 200 rows (about an hour on 2 cores)
     python benchmarks/best_of_k.py --rewriters prompted --split "train[800:832]"   # a quick look
+    python benchmarks/best_of_k.py --rewriters prompted --candidates 32 --length-margin 96 --output benchmarks/results/best_of_k_32.json   # make demo's settings
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ from hf_patchdist.verifiers import get_verifier
 from hf_patchdist.verifiers.text_checks import reference_similarity, strip_calculator_annotations
 
 ROOT = Path(__file__).resolve().parents[1]
-KS = (1, 4, 8, 16)
+KS = (1, 4, 8, 16, 32)
 HALF_COPY = 0.5
 # The GRPO gate's step check (min_step_ratio 0.6), a looser one, the expert's intermediate results instead, and gate 4's
 # grounded operands (every number a step computes with is in the question or derived before; needs the questions).
@@ -203,6 +204,10 @@ def main() -> None:
     parser.add_argument("--rows-per-batch", type=int, default=4, help="Rows per K-candidate batch (4 rows x 16 = 64 sequences)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--length-margin", type=int, default=None,
+        help="Tokens added to 1.5x the expert answer's length for each row's limit (default: the Rewriter's, 32; make demo uses 96)",
+    )
+    parser.add_argument(
         "--work-dir",
         default=str(ROOT / "benchmarks/results/best_of_k"),
         help="Where each pass's judged candidates go (gzipped JSON, committed: a later run, also on a fresh clone, reads them)",
@@ -231,6 +236,7 @@ def main() -> None:
         "verifier": rl.verifier.to_dict(),
         "sampling": rl.config.sampling,
         "candidates": args.candidates,
+        "length_margin": args.length_margin,
         "expert_nll": mean(expert),
         "stripped_expert_nll": mean(stripped),
         "load_average_start": os.getloadavg()[0],
@@ -242,8 +248,12 @@ def main() -> None:
         rewriter = rewriters[name]
         greedy_rows, greedy_seconds = judge_pass(rewriter.with_options(batch_size=16), examples, work / f"{name}_greedy.json.gz", 16)
         many = rewriter.with_options(num_candidates=args.candidates, batch_size=args.rows_per_batch)
+        margin = ""
+        if args.length_margin is not None:
+            many.config.generation = {**many.config.generation, "length_margin": args.length_margin}
+            margin = f"_margin{args.length_margin}"
         set_seed(args.seed)
-        sampled_rows, sampled_seconds = judge_pass(many, examples, work / f"{name}_k{args.candidates}.json.gz", args.rows_per_batch)
+        sampled_rows, sampled_seconds = judge_pass(many, examples, work / f"{name}_k{args.candidates}{margin}.json.gz", args.rows_per_batch)
         sampled_passes[name] = sampled_rows
         greedy_passes[name] = greedy_rows
         result["rewriters"][name] = {
