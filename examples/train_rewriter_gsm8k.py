@@ -6,7 +6,8 @@
 
 The recipe: a fresh LoRA adapter, the full GRPO gate (``GRPO_GATE``: strict, copies of the expert answer
 and skipped steps fail), K = 8 candidates per prompt and two prompts per step (each process scores
-``per_device_train_batch_size * steps_per_generation`` = 16 completions, whole groups of 8). With
+``per_device_train_batch_size * steps_per_generation`` = 16 completions, whole groups of 8; one group per
+forward pass, two accumulated per optimizer step, which halves the memory of a step). With
 ``--rft-rows N`` the adapter is first warm-started by rejection-sampling fine-tuning (RFT): the prompted
 rewriter (the backbone without adapter, ``--rft-candidates`` sampled candidates per row at temperature 0.6,
 top_p 0.95) patches N rows under the same GRPO gate, and the LoRA is fine-tuned with TRL's ``SFTTrainer``
@@ -241,7 +242,10 @@ def main() -> None:
     config = RewriterGRPOConfig(
         str(output),
         max_steps=args.max_steps,
-        per_device_train_batch_size=args.prompts_per_step * args.num_generations,
+        # One group per forward pass, the step's groups accumulated: the logits of a 16-sequence batch (~700 tokens, a
+        # 49k vocabulary) took a GRPO step past 15 GB here; the update is the same (one optimizer step per generation).
+        per_device_train_batch_size=args.num_generations,
+        gradient_accumulation_steps=args.prompts_per_step,
         num_generations=args.num_generations,
         learning_rate=args.learning_rate,
         lr_scheduler_type="constant",
