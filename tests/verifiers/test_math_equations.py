@@ -111,6 +111,8 @@ def test_wrong_equation_on_the_way_to_the_right_answer_fails():
         # A chain of "=" states every link (gate 6: "24 - 8 = 16 = 19" passed the best-of-32 demo).
         ("24 - 8 = 16 = 19 apples", False),
         ("24 - 8 = 16 = 16 apples", True),
+        ("32 = 160", False),  # a line that is only two numbers (make demo, gate 6)
+        ("48 + 24 = 72\n72 = 72", True),
         ("12 / 60 = 0.2 = 20%", True),
         # An algebra equation holds at the value the text gives its unknown (gate 6).
         ("3x + 7 = 27, so x = 19", False),

@@ -103,8 +103,10 @@ def _equations_in_line(line: str) -> Iterator[_Equation]:
             if lhs is None:
                 continue
             if not _has_operator(lhs):
-                # "24 - 8 = 16 = 19": a chain of "=" states that the running result equals the next number.
-                if k > 0 and len(left) == 1 and left[0].kind == "num" and len(right) == 1 and right[0].kind == "num":
+                # "24 - 8 = 16 = 19": a chain of "=" states that the running result equals the next number; so does a line
+                # that is only "32 = 160" (a number after a word is a label: "Day 2 = 5").
+                bare = k == 0 and len(eq_positions) == 1 and not line[:run_start].strip(" \t$\u20ac\u00a3") and not line[right[-1].end :].strip(" .")
+                if (k > 0 or bare) and len(left) == 1 and left[0].kind == "num" and len(right) == 1 and right[0].kind == "num":
                     yield _Equation(line[left[0].start : left[0].end], lhs, ((_Parser(right).parse(), line[right[0].start : right[0].end]),))
                     continue
                 reversed_equation = _reversed_equation(line, run_start, left, right, lhs) if len(eq_positions) == 1 else None

@@ -68,7 +68,7 @@ class MathVerifier(Verifier):
             "divided by", parentheses, ``$``, ``€``, ``£``, ``%`` (read both as a number and as a
             fraction) and thousands separators are understood. A running computation
             "5 + 3 = 8 * 2 = 16" is read as two equations, and a chain "24 - 8 = 16 = 19" also states
-            16 = 19. An algebra equation with one-letter unknowns ("3x + 7 = 27") is checked at the values
+            16 = 19, as does a line that is only "16 = 19". An algebra equation with one-letter unknowns ("3x + 7 = 27") is checked at the values
             the text gives its unknowns ("x = 19" fails it); one whose unknowns get no value is not read. Unit words between the numbers are
             skipped: "6 screens * 8 movies/day = 48 movies/day", "8 hours/day / 2 hours/day = 4",
             "$100/day * 2 = $200/day" ("/day" is a unit, never a division by a word). They are kept,
