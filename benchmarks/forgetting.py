@@ -20,7 +20,10 @@ prompt/completion), train and evaluate:
   mapping and the settings); it samples with plain ``generate``, so the project's generation speed-ups do not
   reach its wall time;
 * ``prompted_patch``: ``DistributionPatchTrainer`` with the prompted Rewriter (no adapter) on the same model;
-* ``rl_patch``: ``DistributionPatchTrainer`` with the trained rewriter at ``examples/rewriters/gsm8k-smollm2-135m/``.
+* ``rl_patch``: ``DistributionPatchTrainer`` with the trained rewriter at ``examples/rewriters/gsm8k-smollm2-135m/``;
+* ``stripped_patch``: the prompted patch on the annotation-stripped expert answers (what the rewriter sees, what
+  a rejected row falls back to and what a copy is judged against are the stripped answers): whether rewriting adds
+  anything on top of stripping, since the other patches fall back to the raw answers, annotations included.
 
 Both patches rewrite with best-of-K (``--patch-num-candidates``, default 8) and, by default, keep a rewrite only
 when it is closer to pi_0 than the expert answer (``--patch-require-lower-nll``); their stage files record K, that
@@ -104,7 +107,7 @@ from hf_patchdist.evaluation import (  # noqa: E402
 )
 from hf_patchdist.models import DEFAULT_MODEL  # noqa: E402
 
-METHODS = ("base", "sft", "sft_stripped", "dft", "sdft", "prompted_patch", "rl_patch")
+METHODS = ("base", "sft", "sft_stripped", "dft", "sdft", "prompted_patch", "rl_patch", "stripped_patch")
 GENERAL_TASKS = ("arc_easy", "hellaswag")
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 DEFAULT_RL_REWRITER = REPO / "examples" / "rewriters" / "gsm8k-smollm2-135m"
@@ -253,7 +256,7 @@ class ForgettingBenchmark:
             "method": method, "lr": budget.lr, "epochs": budget.epochs, "seed": seed, "train_rows": a.train_rows,
             "batch_size": a.batch_size, "max_steps": a.max_steps, "bf16": self.bf16, "gradient_checkpointing": True, "eval": self.eval_settings,
         }
-        if method == "sft_stripped":
+        if method in ("sft_stripped", "stripped_patch"):
             settings["targets"] = "expert answers without <<...>> calculator annotations"
         if method == "sdft":
             settings["sdft"] = self.sdft_options.to_dict()
@@ -453,7 +456,8 @@ class ForgettingBenchmark:
 
             start = time.time()
             trainer = DistributionPatchTrainer(
-                model=model, args=DistributionPatchConfig(**kwargs), train_dataset=sft_dataset(rows), processing_class=tokenizer, rewriter=self._rewriter(method)
+                model=model, args=DistributionPatchConfig(**kwargs), train_dataset=sft_dataset(rows, strip_annotations=method == "stripped_patch"),
+                processing_class=tokenizer, rewriter=self._rewriter(method),
             )
             self.rates["rewrite_row"] = (time.time() - start) / max(len(rows), 1)
             stats = trainer.patch_statistics

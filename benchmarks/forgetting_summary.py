@@ -243,7 +243,8 @@ def extra_markdown(summary: Mapping[str, Any]) -> list[str]:
               "Seconds per seed; a patch's later seeds read the patched set from the cache. Target NLL: mean over seeds.", "",
               "| method | seeds | train s | rewrite s | target NLL under pi_0 | of |", "|---|---|---|---|---|---|"]
     trained_on = {"sft": "expert answers", "dft": "expert answers", "sft_stripped": "annotation-stripped expert answers",
-                  "sdft": "its on-policy samples", "prompted_patch": "patched set", "rl_patch": "patched set"}
+                  "sdft": "its on-policy samples", "prompted_patch": "patched set", "rl_patch": "patched set",
+                  "stripped_patch": "patched set of the annotation-stripped answers"}
     for name, m in methods.items():
         if name == "base":
             continue

@@ -196,3 +196,18 @@ def test_an_interrupted_sdft_run_resumes_from_its_checkpoint_and_keeps_the_earli
     resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-1"))
     assert resumed.state.global_step == 2
     assert [e["step"] for e in recorder.entries()] == [0, 1]
+
+
+def test_stripped_patch_is_the_prompted_patch_on_stripped_answers(tmp_path):
+    forgetting = load("forgetting")
+    args = forgetting.parse_args(["--methods", "stripped_patch,prompted_patch", "--results-dir", str(tmp_path), "--work-dir", str(tmp_path / "work"), "--precision", "fp32"])
+    benchmark = forgetting.ForgettingBenchmark(args)
+    assert benchmark.methods == ["prompted_patch", "stripped_patch"]
+    budget = forgetting.Budget.parse("3e-4:1")
+    stripped, prompted = benchmark.train_settings("stripped_patch", budget, 0), benchmark.train_settings("prompted_patch", budget, 0)
+    assert stripped["targets"] == "expert answers without <<...>> calculator annotations" and "targets" not in prompted
+    assert stripped["rewriter"] == prompted["rewriter"] == f"prompted:{args.model}" and stripped["gate"] == prompted["gate"]
+    assert summary.estimate_run(
+        train_rows=80, batch_size=8, sweep=[], budget=(3e-4, 1), methods=["stripped_patch"], seeds=[0], seeded_methods=set(),
+        rates={"sft_step": 10.0, "eval": 100.0, "kl_reference": 50.0, "rewrite_row": 2.0, "sdft_step": 30.0},
+    )["total_s"] >= 80 * 2
