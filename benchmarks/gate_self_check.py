@@ -79,14 +79,17 @@ LEAKS = {
     "ungrounded_operand": ("stage_ii", "Natalia sold 48 clips in April, and 48 + 24 = 72 clips in April and May.\n#### 72"),
     # Gate 6: a chain of "=" whose last link is false ("24 - 8 = 16 = 19" in the best-of-32 demo).
     "false_equation_chain": ("stage_ii", "In May she sold 48 / 2 = 24 = 30 clips.\nIn all: 48 + 24 = 72 clips.\n#### 72"),
-    # Gate 6: an algebra equation never solved, its unknown given the answer ("3x + 7 = 27" in the demo).
     # Gate 6: a line that is only two different numbers ("4*8 = 32 / 32 = 160 / #### 160" in the demo).
     "bare_false_equation": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\n24 = 30\nIn all: 48 + 24 = 72 clips.\n#### 72"),
     # Gate 6: a second answer line in the reasoning, kept in the target ("#### 13 = 9 + 4\n#### 13" in the demo).
     "extra_final_answer_line": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nIn all: 48 + 24 = 72 clips.\n#### 72 = 48 + 24\n#### 72"),
     # Gate 6: one unknown given two values (an accepted RFT rewrite: "Sam ran X = 6 / 3 = 2 miles / He walked X = 2 * 6 = 12").
     "unknown_given_two_values": ("stage_ii", "In May she sold X = 48 / 2 = 24 clips.\nIn all she sold X = 48 + 24 = 72 clips.\n#### 72"),
+    # Gate 6: an algebra equation never solved, its unknown given the answer ("3x + 7 = 27" in the demo).
     "unsolved_algebra": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nLet x be the total: x - 48 = 30, so x = 72 clips.\n#### 72"),
+    # Gate 7: a fact of the question restated with another number, the arithmetic right (the RL patch of train[:400]:
+    # "Bekah had to read 113 pages" for the question's 408).
+    "misquoted_fact": ("stage_ii", "Natalia sold clips to 40 of her friends in April.\nIn May she sold 48 / 2 = 24 clips.\nIn all: 48 + 24 = 72 clips.\n#### 72"),
 }
 """Candidates for the GSM8K "Natalia" row that passed a gate (named beside each): of issue 14 (GRPO gate) and
 of the best-of-K work (Stage II gate)."""

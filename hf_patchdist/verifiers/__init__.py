@@ -40,7 +40,8 @@ Reason codes (``VerificationResult.reason``):
   ``"no_reasoning"`` (no arithmetic step; identities such as ``72 + 0 = 72`` are none),
   ``"too_few_steps"`` (fewer steps than ``min_step_ratio`` of the expert's), ``"answer_not_derived"`` (the final answer is not the
   result of the reasoning), ``"ungrounded_operand"`` (a step computes with a number that is neither in the question nor
-  derived before it, ``require_grounded_operands``), ``"contradicts_final_answer"`` (the reasoning states another answer, "The answer is 20", before
+  derived before it, ``require_grounded_operands``), ``"misquoted_fact"`` (the reasoning states a fact in the question's
+  words with another number: "Bekah had to read 113 pages" for the question's 408, ``reject_misquoted_facts``), ``"contradicts_final_answer"`` (the reasoning states another answer, "The answer is 20", before
   the final line), ``"extra_final_answer_line"`` (a ``####`` line before the final one: "#### 13 = 9 + 4"), ``"too_short"``, ``"missing_intermediate_results"``;
 - :class:`CallableVerifier`: ``"rejected"`` unless the callable gives its own reason.
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-GATE_VERSION = 6
+GATE_VERSION = 7
 """Version of the gate's verdicts: bump it whenever a change to the checks can change a verdict under an
 unchanged configuration (a check fixed, words tokenised differently). The patch cache key holds it, so that
 patched sets cached under an older gate are not reused. 2: Unicode words, identity steps, copies measured
@@ -32,7 +32,9 @@ one fails (``contradicts_final_answer``). 4: the math verifier requires grounded
 every number a step computes with is in the question, derived earlier or a common constant), so the default
 Stage II gate and rewriters saved before it have the check too. 5: its constants are 1 and 2 only (a time factor such
 as 12 or 7 needs its unit in the question). 6: a chain of "=" is checked link by link ("24 - 8 = 16 = 19" fails), and an
-algebra equation is checked at the values the text gives its unknowns ("3x + 7 = 27, so x = 19" fails)."""
+algebra equation is checked at the values the text gives its unknowns ("3x + 7 = 27, so x = 19" fails). 7: a fact of the
+question restated in its words with another number fails (``reject_misquoted_facts``: "Bekah had to read 113 pages"
+for the question's 408)."""
 
 GRPO_GATE: dict[str, Any] = {
     "name": "math",

@@ -26,6 +26,10 @@ Modules (each imports only the ones listed before it, and base, final_answer and
   final answer is one of those results;
 - :mod:`~hf_patchdist.verifiers.math.grounding`: whether every number a step computes with comes from the
   question, an earlier result or a common constant;
+- :mod:`~hf_patchdist.verifiers.math.algebra`: whether the values a solution gives its one-letter unknowns solve its
+  own equations;
+- :mod:`~hf_patchdist.verifiers.math.quotes`: whether the facts of the question that a solution restates keep the
+  question's numbers;
 - :mod:`~hf_patchdist.verifiers.math.verifier`: :class:`MathVerifier`.
 """
 

@@ -28,6 +28,7 @@ from .arithmetic import _format_number, _has_operator, _normalize_math_line, _on
 from .derivation import _derived_results, _is_result, _stated_in_conclusion
 from .equations import _equations_in_line, _first_wrong_equation, _intermediate_results, _repeated_equation
 from .grounding import _SENTENCE_SPLIT_RE, first_ungrounded_operand
+from .quotes import first_misquoted_fact
 
 # An algebra step (with "=" in the sentence): an operator between numbers and one-letter unknowns
 # ("4 * x + 600", "c + 2c", "X*1.2") or a coefficient times an unknown beside "=" ("9m = 27").
@@ -118,6 +119,14 @@ class MathVerifier(Verifier):
             On by default: in Stage II a false rejection costs one row's rewrite (the row keeps its expert
             answer), a false acceptance puts an unfaithful target into the SFT set. Measured on GSM8K only; on
             other math data check the fallback reasons (``ungrounded_operand``) of a patched sample.
+        reject_misquoted_facts: Fail with ``"misquoted_fact"`` when the reasoning states a fact of the question in
+            the question's own words with another number: "Bekah had to read 113 pages" where the question says "had
+            to read 408 pages" (a number whose three words before and word after are the question's, and whose
+            value is none of the question's numbers in that place; see
+            :func:`~hf_patchdist.verifiers.math.quotes.first_misquoted_fact`). Restating the question is cheap under
+            the base model, and a rewrite that restates it wrong while its equations hold passed every other check.
+            0.64% of the GSM8K expert answers fail it, nearly all a new quantity in the question's words ("a total
+            of 20 miles" where the question's total is 12 miles). Skipped when the question is unknown.
         reject_repeated_equations: Fail with ``"repeated_equation"`` when the same equation is
             written on two lines, unless the expert answer repeats it too (a rewriter that repeats
             its last step gets a longer, cheaper target without more reasoning).
@@ -154,6 +163,7 @@ class MathVerifier(Verifier):
         reject_repeated_equations: bool = True,
         min_step_ratio: float | None = None,
         require_grounded_operands: bool = True,
+        reject_misquoted_facts: bool = True,
         **gate_options: Any,
     ) -> None:
         super().__init__(strict=strict, **gate_options)
@@ -176,6 +186,7 @@ class MathVerifier(Verifier):
             raise ValueError(f"min_step_ratio must be in [0, 1] or None, got {min_step_ratio}")
         self.min_step_ratio = None if min_step_ratio is None else float(min_step_ratio)
         self.require_grounded_operands = bool(require_grounded_operands)
+        self.reject_misquoted_facts = bool(reject_misquoted_facts)
 
     def final_answer_end(self, text: str, final: bool = False) -> int | None:
         """Index after the final-answer line (``####``, ``\\boxed{}``, "The answer is X"), or None.
@@ -206,6 +217,7 @@ class MathVerifier(Verifier):
             "reject_repeated_equations": self.reject_repeated_equations,
             "min_step_ratio": self.min_step_ratio,
             "require_grounded_operands": self.require_grounded_operands,
+            "reject_misquoted_facts": self.reject_misquoted_facts,
         }
 
     def _check(self, text: str, reference: str, question: str | None) -> VerificationResult:
@@ -281,6 +293,10 @@ class MathVerifier(Verifier):
             ungrounded = first_ungrounded_operand(text[: located.start], question)
             if ungrounded is not None:
                 return _fail("ungrounded_operand", text, ungrounded)
+        if self.reject_misquoted_facts and isinstance(question, str):
+            misquoted = first_misquoted_fact(strip_calculator_annotations(text[: located.start]), question)
+            if misquoted is not None:
+                return _fail("misquoted_fact", text, misquoted)
         if self.min_length_ratio:
             words, reference_words = self._own_word_count(text, question), self._own_word_count(reference, question)
             if words < self.min_length_ratio * reference_words:
