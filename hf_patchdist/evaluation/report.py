@@ -80,7 +80,7 @@ def markdown_table(methods: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-_MARKERS = "osD^vP*Xh<>p"
+_MARKERS = "osD^vPXhp<>*"
 
 
 def plot_gain_vs_forgetting(
@@ -130,8 +130,9 @@ def plot_gain_vs_forgetting(
             xerr = _error_bar(x, bars.get(xkey), xscale)
             yerr = _error_bar(y, bars.get(ykey), yscale)
             handles[name] = ax.errorbar(
-                # Later methods get smaller markers on top: methods on the same spot stay visible as nested shapes.
-                [x], [y], xerr=xerr, yerr=yerr, fmt=_MARKERS[index % len(_MARKERS)], markersize=max(13 - index, 6), color=f"C{index % 10}",
+                # Later methods get smaller markers on top: methods on the same spot stay visible as nested shapes
+                # (no smaller than 9 points: a 7-point marker of the seventh method was hard to find).
+                [x], [y], xerr=xerr, yerr=yerr, fmt=_MARKERS[index % len(_MARKERS)], markersize=max(15 - index, 9), color=f"C{index % 10}",
                 markeredgecolor="white", markeredgewidth=0.8, ecolor=f"C{index % 10}", elinewidth=1.2, capsize=4, alpha=0.9,
                 zorder=3 + index, label=name,
             )
