@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import re
 
+from ..text_checks import _close, _numbers_in
+
 # Numbers (with "$", thousands separators, decimals, "%"), words (Unicode letters, "Reese's"), and the punctuation
 # and operators that end a phrase.
 _TOKEN_RE = re.compile(
     r"[$\u20ac\u00a3]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)%?|[^\W\d_]+(?:['\u2019][^\W\d_]+)?|[.!?;:,=+*/^()\-\u00d7\u00f7\u2212\u2013]"
 )
-_NUMBER_RE = re.compile(r"[$\u20ac\u00a3]?(\d[\d,]*(?:\.\d+)?|\.\d+)%?")
 _CONTEXT_WORDS = 3
 """Words before the number that must match. With 3 (and :data:`_RELATIVE_WORDS`), 56 of the 8,792 GSM8K expert
 answers (0.64%) fail, nearly all stating a new quantity in the question's words ("a total of 20 miles" where the
@@ -44,23 +45,15 @@ _RELATIVE_WORDS = frozenset(
 )
 
 
-def _value(token: str) -> float | None:
-    match = _NUMBER_RE.fullmatch(token)
-    if match is None:
-        return None
-    try:
-        return float(match.group(1).replace(",", ""))
-    except ValueError:
-        return None
-
-
-def _quotes(text: str) -> list[tuple[tuple[str, ...], str, float, str]]:
-    """Every number with ``_CONTEXT_WORDS`` words right before it and a word right after it."""
+def _quotes(text: str) -> list[tuple[tuple[str, ...], tuple[str, bool], float, str]]:
+    """Every number with ``_CONTEXT_WORDS`` words right before it and a word right after it: (the words before, (the
+    word after, whether a comparative follows), its value, the phrase as written)."""
     tokens = _TOKEN_RE.findall(text)
     words = [token.isalpha() or ("'" in token or "\u2019" in token) for token in tokens]
     quotes = []
     for i, token in enumerate(tokens):
-        value = _value(token)
+        values = _numbers_in(token) if token[-1].isdigit() or token.endswith("%") else []
+        value = values[0] if values else None
         if value is None or i < _CONTEXT_WORDS or i + 1 >= len(tokens) or not words[i + 1]:
             continue
         if not all(words[i - _CONTEXT_WORDS : i]):
@@ -92,13 +85,13 @@ def first_misquoted_fact(text: str, question: str) -> str | None:
         True
         ```
     """
-    stated: dict[tuple[tuple[str, ...], str], list[tuple[float, str]]] = {}
+    stated: dict[tuple[tuple[str, ...], tuple[str, bool]], list[tuple[float, str]]] = {}
     for context, after, value, written in _quotes(question):
         stated.setdefault((context, after), []).append((value, written))
     if not stated:
         return None
     for context, after, value, written in _quotes(text):
         in_question = stated.get((context, after))
-        if in_question and not any(abs(value - other) <= 1e-9 * max(1.0, abs(other)) for other, _ in in_question):
+        if in_question and not any(_close(value, other) for other, _ in in_question):
             return f"{written!r}, the question says {in_question[0][1]!r}"
     return None
