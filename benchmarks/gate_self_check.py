@@ -90,6 +90,15 @@ LEAKS = {
     # Gate 7: a fact of the question restated with another number, the arithmetic right (the RL patch of train[:400]:
     # "Bekah had to read 113 pages" for the question's 408).
     "misquoted_fact": ("stage_ii", "Natalia sold clips to 40 of her friends in April.\nIn May she sold 48 / 2 = 24 clips.\nIn all: 48 + 24 = 72 clips.\n#### 72"),
+    # Gate 8, all four from the prompted best-of-8 patch of train[:400] under gate 7. A false equation after "grew by"
+    # or "increased by", which was skipped as the tail of a longer expression ("increased by 200*$3 = $1500").
+    "false_equation_after_by": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nIn all: 48 + 24 = 72 clips, so her sales grew by 24 * 2 = 50 clips.\n#### 72"),
+    # Gate 8: a sum "rounded" to a whole number ("1/2+1 = 2 cookies").
+    "rounded_sum": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nIn all: 48 + 24 + 1/2 = 72 clips.\n#### 72"),
+    # Gate 8: a quotient rounded where the expert computes exactly ("16 / 6 = 3 packs" for the expert's 18 / 6 = 3).
+    "rounded_where_expert_is_exact": ("stage_ii", "In May she sold 48 / 2 = 24 clips, 24 / 48 = 1 for each clip of April.\nIn all: 48 + 24 = 72 clips.\n#### 72"),
+    # Gate 8: an intermediate result of the expert never computed ("Lana can eat 6 - 3 = 3 candies / #### 3").
+    "missing_intermediate_result": ("stage_ii", "She sold 48 + 48 / 2 = 72 clips in April and May.\n#### 72"),
 }
 """Candidates for the GSM8K "Natalia" row that passed a gate (named beside each): of issue 14 (GRPO gate) and
 of the best-of-K work (Stage II gate)."""

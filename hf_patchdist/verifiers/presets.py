@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-GATE_VERSION = 7
+GATE_VERSION = 8
 """Version of the gate's verdicts: bump it whenever a change to the checks can change a verdict under an
 unchanged configuration (a check fixed, words tokenised differently). The patch cache key holds it, so that
 patched sets cached under an older gate are not reused. 2: Unicode words, identity steps, copies measured
@@ -34,7 +34,11 @@ Stage II gate and rewriters saved before it have the check too. 5: its constants
 as 12 or 7 needs its unit in the question). 6: a chain of "=" is checked link by link ("24 - 8 = 16 = 19" fails), and an
 algebra equation is checked at the values the text gives its unknowns ("3x + 7 = 27, so x = 19" fails). 7: a fact of the
 question restated in its words with another number fails (``reject_misquoted_facts``: "Bekah had to read 113 pages"
-for the question's 408)."""
+for the question's 408). 8: an expression after "increased by" (or any "by" but "divided/multiplied by") is checked; a rounded
+result holds only for a quotient or product and only where the expert answer rounds too (``match_reference_rounding``:
+"16 / 6 = 3 packs" where the expert computed 18 / 6 = 3); a mixed number "1 1/2" is one number; the math verifier requires
+every intermediate result of the expert answer by default (``min_intermediate_recall=1.0``; a rewriter saved without the
+option gets it too)."""
 
 GRPO_GATE: dict[str, Any] = {
     "name": "math",

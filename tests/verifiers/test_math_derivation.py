@@ -32,7 +32,7 @@ _DONE = "\nThat counts both months.\n#### 72"
 )
 def test_derived_final_answers_pass(candidate):
     # 361 and 1.44 are made up to test rounding: the grounded-operand check is not what this is about.
-    result = MathVerifier(min_length_ratio=0, require_grounded_operands=False)(candidate, NATALIA["answer"], question=NATALIA["question"])
+    result = MathVerifier(min_length_ratio=0, require_grounded_operands=False, min_intermediate_recall=None)(candidate, NATALIA["answer"], question=NATALIA["question"])
     assert result.passed, (result.reason, result.detail)
 
 

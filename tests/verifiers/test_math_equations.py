@@ -117,13 +117,27 @@ def test_wrong_equation_on_the_way_to_the_right_answer_fails():
         # An algebra equation holds at the value the text gives its unknown (gate 6).
         ("3x + 7 = 27, so x = 19", False),
         ("3x + 7 = 64, so x = 19", True),
+        # "by" after a verb that is not multiplying or dividing does not hide the expression (gate 8: "increased by
+        # 200*$3 = $1500" passed the forgetting run's prompted patch).
+        ("so its value increased by 200*$3 = $1500.", False),
+        ("so its value increased by 200*$3 = $600.", True),
+        ("The price was cut by 20 * 2 = 45 dollars", False),
+        # Rounding to a whole number is for quotients and products, not sums (gate 8: "1/2+1 = 2 cookies").
+        ("so she gets 1/2+1 = 2 cookies", False),
+        ("2.5 + 3.7 = 6 liters", False),
+        ("Roger needs 16 / 6 = 3 packs", True),
+        ("25 × 1/3 = 8 students", True),
+        # A mixed number on the right is one number (GSM8K train row 802 writes "2 - 1/2 = 1 1/2").
+        ("so the birds eat 2 - 1/2 = 1 1/2 cups", True),
+        ("so the birds eat 2 - 1/2 = 1 1/4 cups", False),
     ],
 )
 def test_equations_are_checked(line, accepted):
     """Every line above is right or wrong as a reader reads it, and the gate agrees: ``accepted`` is both
-    whether the line's equations hold and whether the gate passes it (known exceptions: the next test)."""
+    whether the line's equations hold and whether the gate passes it (known exceptions: the next test). Rounded
+    results are read as the expert answer allows them (``match_reference_rounding``: its own test below)."""
     candidate = f"{line}\nTherefore the total is 72.\n#### 72"
-    result = MathVerifier()(candidate, "Worked steps.\n#### 72")
+    result = MathVerifier(match_reference_rounding=False)(candidate, "Worked steps.\n#### 72")
     assert result.passed is accepted, (result.reason, result.detail)
     if not accepted:
         assert result.reason == "wrong_equation"
@@ -155,8 +169,49 @@ def test_known_lenient_equations_pass_the_gate(line):
     tails of longer computations, units) and accepts whole-number roundings either way, rather than
     reject correct solutions written that way. The reasoning and final-answer checks still apply."""
     candidate = f"{line}\nTherefore the total is 72.\n#### 72"
-    result = MathVerifier()(candidate, "Worked steps.\n#### 72")
+    result = MathVerifier(match_reference_rounding=False)(candidate, "Worked steps.\n#### 72")
     assert result.passed, (result.reason, result.detail)
+
+
+# GSM8K train row 87 and the rewrite the prompted best-of-8 patch kept for it under gate 7.
+COW = {
+    "question": "John's cow weighs 400 pounds.  It increased its weight to 1.5 times its starting weight.  He is able to sell the cow for $3 per pound.  How much more is it worth after gaining the weight?",
+    "answer": "The cow initially weighs 400*1.5=<<400*1.5=600>>600 pounds\nSo it gained 600 - 400 = <<600-400=200>>200 pounds\nSo its value increased by 200*$3 = $<<200*3=600>>600\n#### 600",
+    "rewrite": "John's cow weighs 400*1.5 = 600 pounds, which is 200 times its starting weight.\nIt gained 200*$3 = $600, so its value increased by 200*$3 = $1500.\n#### 600",
+}
+
+
+def test_a_wrong_equation_after_increased_by_fails():
+    result = MathVerifier()(COW["rewrite"], COW["answer"], question=COW["question"])
+    assert result.reason == "wrong_equation"
+    assert result.detail == "200*$3=1500 does not hold (left side is 600)"
+    # The expert answer writes the same shape correctly, and still passes.
+    assert MathVerifier()(COW["answer"], COW["answer"], question=COW["question"]).passed
+
+
+# GSM8K train row 73 and the rewrite the prompted best-of-8 patch kept for it under gate 7: it drops the 2
+# helpers and lands on the expert's 3 packs by rounding 16 / 6.
+TRAIL_MIX = {
+    "question": "It is Roger\u2019s turn to provide a snack for the baseball team after the game and he has decided to bring trail mix. The trail mix comes in packs of 6 individual pouches. Roger has 13 members on his baseball team, plus 3 coaches and 2 helpers. How many packs of trail mix does he need to buy?",
+    "answer": "Roger will need 13 + 3 + 2 = <<13+3+2=18>>18 pouches of trail mix.\nIf you divide the amount of trail mix pouches by the amount in each pack, 18 / 6 = <<18/6=3>>3 packs of trail mix.\n#### 3",
+    "rewrite": "Roger will need 13 + 3 = 16 pouches of trail mix.\nIf you divide the amount of trail mix pouches by the amount in each pack, 16 / 6 = 3 packs of trail mix.\n#### 3",
+}
+
+
+def test_a_rounded_result_needs_an_expert_answer_that_rounds():
+    row = TRAIL_MIX
+    result = MathVerifier()(row["rewrite"], row["answer"], question=row["question"])
+    assert (result.reason, result.detail) == ("wrong_equation", "16/6=3 does not hold (left side is 2.66667)")
+    # Without the rule it passes (the missing 18 aside, which gate 8 also checks).
+    assert MathVerifier(match_reference_rounding=False, min_intermediate_recall=None)(row["rewrite"], row["answer"], question=row["question"]).passed
+    # Where the expert rounds, a rewrite may round (in another place too).
+    rounding_expert = "He fills 100 / 15 = 6 full boxes and one more for the rest, 6 + 1 = 7.\n#### 7"
+    assert MathVerifier()("He makes 100 / 15 = 7 trips, 6 of them full.\n#### 7", rounding_expert).passed
+    assert MathVerifier()("He makes 100 / 15 = 6.6 trips, so 6 + 1 = 7 in all.\n#### 7", rounding_expert).passed
+    # 6.67 is 100 / 15 within the relative tolerance: not a rounding; 6.6 is one, and this expert does not round.
+    exact_expert = "He makes 100 / 15 = 6.67 loads, so 6 + 1 = 7 trips.\n#### 7"
+    assert MathVerifier()(exact_expert, exact_expert).passed
+    assert MathVerifier()("He makes 100 / 15 = 6.6 trips, so 6 + 1 = 7 in all.\n#### 7", exact_expert).reason == "wrong_equation"
 
 
 def test_equation_tolerance_is_configurable():

@@ -90,10 +90,10 @@ def test_bare_answer_fails_no_reasoning(candidate):
 
 
 def test_reasoning_requirement_can_be_disabled():
-    verifier = MathVerifier(min_reasoning_steps=0, require_derived_answer=False, min_length_ratio=0)
+    verifier = MathVerifier(min_reasoning_steps=0, require_derived_answer=False, min_length_ratio=0, min_intermediate_recall=None)
     assert verifier("The answer is 72.", NATALIA["answer"]).passed
     # With only the step count disabled, a bare answer is still not derived from anything.
-    result = MathVerifier(min_reasoning_steps=0, min_length_ratio=0)("The answer is 72.", NATALIA["answer"])
+    result = MathVerifier(min_reasoning_steps=0, min_length_ratio=0, min_intermediate_recall=None)("The answer is 72.", NATALIA["answer"])
     assert result.reason == "answer_not_derived"
 
 
@@ -130,12 +130,30 @@ def test_copied_question_words_do_not_count_towards_the_length():
 
 def test_missing_intermediate_results():
     candidate = "April and May together: 48 + 48 / 2 = 72 clips.\n#### 72"
-    assert MathVerifier()(candidate, NATALIA["answer"]).passed
-    result = MathVerifier(min_intermediate_recall=1.0)(candidate, NATALIA["answer"])
+    assert MathVerifier(min_intermediate_recall=None)(candidate, NATALIA["answer"]).passed
+    result = MathVerifier()(candidate, NATALIA["answer"])
     assert result.reason == "missing_intermediate_results"
     assert "missing: 24" in result.detail
     assert MathVerifier(min_intermediate_recall=0.5)(candidate, NATALIA["answer"]).passed
     assert MathVerifier(min_intermediate_recall=1.0)(NATALIA_REWRITE, NATALIA["answer"]).passed
+
+
+# GSM8K train row 387 and the rewrite the prompted best-of-8 patch kept for it under gate 7: its last step is a
+# sentence, and its final answer is Lana's 3 candies, not the 9 left divided by 3.
+CANDIES = {
+    "question": "Nellie can eat 12 sourball candies before crying. Jacob can only manage half of that number of candies, and Lana can only do three fewer than Jacob. They had a bucket of 30 candies, and all of them ate until they cried. If they divide the remaining candies in the bucket equally, how many sourball candies will they each get?",
+    "answer": "Jacob can eat 12 / 2 = <<12/2=6>>6 candies before crying.\nLana can eat 6 - 3 = <<6-3=3>>3 candies before crying.\nNellie, Jacob, and Lana all ate until they cried, so they ate 12 + 6 + 3 = <<12+6+3=21>>21 candies.\nThus, there are 30 - 21 = <<30-21=9>>9 candies left in the bucket.\nAfter dividing the remaining candies equally, they will each get 9 / 3 = <<9/3=3>>3 sourball candies.\n#### 3",
+    "rewrite": "Nellie can eat 12 / 2 = 6 candies before crying.\nLana can eat 6 - 3 = 3 candies before crying.\nTo find out how many candies they each get, you can divide the total candies by the number of candies they each get.\n#### 3",
+}
+
+
+def test_a_rewrite_that_skips_the_experts_results_fails_by_default():
+    row = CANDIES
+    result = MathVerifier()(row["rewrite"], row["answer"], question=row["question"])
+    assert result.reason == "missing_intermediate_results"
+    assert result.detail == "2/4 of the expert's intermediate results appear (missing: 21, 9)"
+    assert MathVerifier(min_intermediate_recall=None)(row["rewrite"], row["answer"], question=row["question"]).passed
+    assert MathVerifier()(row["answer"], row["answer"], question=row["question"]).passed
 
 
 def test_wrong_and_missing_final_answer():
@@ -288,18 +306,19 @@ def test_identity_detection_leaves_real_steps_and_clock_times():
 
 
 def test_step_count_relative_to_the_expert():
+    # Without the intermediate-results check, which would fail the skipped and merged steps first.
     skipped = "48 + 24 = 72 clips.\n#### 72"
-    assert MathVerifier()(skipped, NATALIA["answer"]).passed  # one step is enough without the ratio
-    result = MathVerifier(min_step_ratio=0.6)(skipped, NATALIA["answer"])
+    assert MathVerifier(min_intermediate_recall=None)(skipped, NATALIA["answer"]).passed  # one step is enough without the ratio
+    result = MathVerifier(min_intermediate_recall=None, min_step_ratio=0.6)(skipped, NATALIA["answer"])
     assert result.reason == "too_few_steps", (result.reason, result.detail)
     assert "expert answer's 2" in result.detail
-    assert MathVerifier(min_step_ratio=0.6)(NATALIA_REWRITE, NATALIA["answer"]).passed
+    assert MathVerifier(min_intermediate_recall=None, min_step_ratio=0.6)(NATALIA_REWRITE, NATALIA["answer"]).passed
     one_sentence = "12 / 60 = 0.2 dollars a minute, and 0.2 * 50 = 10 dollars in all.\n#### 10"
-    assert MathVerifier(min_step_ratio=1.0)(one_sentence, WENG["answer"]).passed, "two equations are two steps"
+    assert MathVerifier(min_intermediate_recall=None, min_step_ratio=1.0)(one_sentence, WENG["answer"]).passed, "two equations are two steps"
     # A step merged out of three is allowed at 0.6 (2 of 3 required).
     expert = GSM8K_ROWS[2]["answer"]  # Betty: three steps
     merged = "Betty has 100 / 2 = 50 dollars.\nShe still needs 100 - 50 - 15 - 15 * 2 = 5 dollars.\n#### 5"
-    assert MathVerifier(min_step_ratio=0.6)(merged, expert).passed
+    assert MathVerifier(min_intermediate_recall=None, min_step_ratio=0.6)(merged, expert).passed
     with pytest.raises(ValueError, match="min_step_ratio"):
         MathVerifier(min_step_ratio=1.5)
 

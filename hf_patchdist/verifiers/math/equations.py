@@ -43,8 +43,11 @@ from .arithmetic import (
 
 # Text right before an expression that makes it the tail of a longer one ("100 balls x (10/100)",
 # "1 and 1/4 = ...", "14, 400 / 80").
+# "by" continues only after a verb that multiplies or divides ("divided by 2 * 3"): after "increased by" or
+# "cut by" the expression is the whole amount, and skipping it let "increased by 200*$3 = $1500" through (gate 8).
 _CONTINUES_RE = re.compile(
-    r"(?:^|[\s\d])(?:[xX*/+\-^\u00d7\u00f7\u00b7\u2212\u2013]|times|by|per|\d\s+and|\d,)\s*$", re.IGNORECASE
+    r"(?:^|[\s\d])(?:[xX*/+\-^\u00d7\u00f7\u00b7\u2212\u2013]|times|(?:divid|multipl|split|shar)\w*\s+by|per|\d\s+and|\d,)\s*$",
+    re.IGNORECASE,
 )
 # "4 packs of 10 cupcakes x 10 = 40", "3/4 of 20 * 2 = 30": the expression is a quantity "of" an
 # earlier number, so the visible part alone is not the computation the author meant.
@@ -114,7 +117,7 @@ def _equations_in_line(line: str) -> Iterator[_Equation]:
                     yield reversed_equation
                 continue
             options: list[tuple[tuple, str]] = []
-            full = _Parser(right).parse()
+            full = _Parser(right).parse() or _mixed_number(right)
             if full is not None:
                 options.append((full, line[right[0].start : right[-1].end]))
             # Running computations "5 + 3 = 8 * 2 = 16": the right side is its first number.
@@ -129,6 +132,17 @@ def _equations_in_line(line: str) -> Iterator[_Equation]:
                 # "$2.50 - $2.24 = 26 cents": dollars on the left, cents on the right.
                 options.extend((("bin", "/", rhs, ("num", 100.0, False, 0)), src) for rhs, src in list(options))
             yield _Equation(line[left[0].start : tokens[eq].start].strip(), lhs, tuple(options))
+
+
+def _mixed_number(tokens: Sequence[_Tok]) -> tuple | None:
+    """``1 1/2`` as one number, else None: a right side the expression parser leaves unread ("2 - 1/2 = 1 1/2 cups"),
+    whose first number alone held only as a rounding until gate 8 stopped rounding differences."""
+    if len(tokens) != 4 or [t.kind for t in tokens] != ["num", "num", "op", "num"] or tokens[2].value != "/":
+        return None
+    whole, numerator, _slash, denominator = tokens
+    if tokens[2].spaced or denominator.spaced or any(t.pct or t.decimals for t in tokens if t.kind == "num"):
+        return None
+    return ("bin", "+", ("num", whole.value, False, 0), ("paren", ("bin", "/", ("num", numerator.value, False, 0), ("num", denominator.value, False, 0))))
 
 
 def _reversed_equation(
@@ -153,8 +167,9 @@ def _reversed_equation(
     return _Equation(source, expression, ((result, line[left[0].start : left[0].end]),))
 
 
-def _equation_holds(lhs: tuple, rhs: tuple, rel_tol: float) -> tuple[bool, float | None]:
-    """Whether ``lhs = rhs`` holds under some reading of ``%``; returns (holds, left value)."""
+def _equation_holds(lhs: tuple, rhs: tuple, rel_tol: float, rounding: bool = True) -> tuple[bool, float | None]:
+    """Whether ``lhs = rhs`` holds under some reading of ``%`` (and, with ``rounding``, as a rounded result);
+    returns (holds, left value)."""
     left_value: float | None = None
     modes = (False, True) if (_has_percent(lhs) or _has_percent(rhs)) else (False,)
     literal = _single_literal(rhs)
@@ -172,17 +187,26 @@ def _equation_holds(lhs: tuple, rhs: tuple, rel_tol: float) -> tuple[bool, float
                 return True, None
             if math.isclose(left, right, rel_tol=rel_tol, abs_tol=1e-9):
                 return True, left
-            if literal is not None:
+            if rounding and literal is not None:
                 scale = 0.01 if (literal[2] and right_mode) else 1.0
                 decimals = literal[3]
                 if decimals > 0:
                     # Rounded or truncated in the last stated place: "10/3 = 3.33", "2/3 = 0.66".
                     if abs(left - right) <= 10.0**-decimals * scale * (1 + 1e-9):
                         return True, left
-                elif not _close(left, round(left)) and abs(left - right) < scale:
+                elif not _close(left, round(left)) and abs(left - right) < scale and _rounds_by_nature(lhs):
                     # A fractional result stated as a whole number: "10/3 = 3 full boxes".
                     return True, left
     return False, left_value
+
+
+def _rounds_by_nature(node: tuple) -> bool:
+    """Whether a whole number may stand for the value of ``node``: a quotient or a product ("10/3 = 3 full boxes",
+    "25 * 1/3 = 8 students"), not a sum or difference, whose parts a reader would add exactly ("1/2+1 = 2 cookies",
+    accepted by best-of-8 before gate 8)."""
+    while node[0] in ("neg", "paren"):
+        node = node[1]
+    return node[0] == "bin" and node[1] in ("/", "*")
 
 
 def _find_equations(text: str) -> Iterator[_Equation]:
@@ -219,12 +243,21 @@ def _repeated_equation(text: str, reference: str) -> str | None:
     return None
 
 
-def _first_wrong_equation(text: str, rel_tol: float) -> str | None:
-    """Detail message for the first equation that does not hold, or None."""
+def _states_rounded_results(text: str, rel_tol: float) -> bool:
+    """Whether some equation of ``text`` holds only as a rounded result ("10/3 = 3.33", "75/15 = 5.5 = 6")."""
+    for equation in _find_equations(text):
+        exact = any(_equation_holds(equation.lhs, rhs, rel_tol, rounding=False)[0] for rhs, _ in equation.rhs_options)
+        if not exact and any(_equation_holds(equation.lhs, rhs, rel_tol)[0] for rhs, _ in equation.rhs_options):
+            return True
+    return False
+
+
+def _first_wrong_equation(text: str, rel_tol: float, rounding: bool = True) -> str | None:
+    """Detail message for the first equation that does not hold (``rounding``: a rounded result holds), or None."""
     for equation in _find_equations(text):
         left_value: float | None = None
         for rhs, _source in equation.rhs_options:
-            holds, value = _equation_holds(equation.lhs, rhs, rel_tol)
+            holds, value = _equation_holds(equation.lhs, rhs, rel_tol, rounding)
             if holds:
                 break
             left_value = value
