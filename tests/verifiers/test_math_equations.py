@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from .verifier_cases import BETTY, MADDIE_STEPS, TRAIN_800
+from .verifier_cases import BETTY, COW, MADDIE_STEPS, TRAIL_MIX, TRAIN_800
 
 from hf_patchdist.verifiers import MathVerifier
 
@@ -173,29 +173,12 @@ def test_known_lenient_equations_pass_the_gate(line):
     assert result.passed, (result.reason, result.detail)
 
 
-# GSM8K train row 87 and the rewrite the prompted best-of-8 patch kept for it under gate 7.
-COW = {
-    "question": "John's cow weighs 400 pounds.  It increased its weight to 1.5 times its starting weight.  He is able to sell the cow for $3 per pound.  How much more is it worth after gaining the weight?",
-    "answer": "The cow initially weighs 400*1.5=<<400*1.5=600>>600 pounds\nSo it gained 600 - 400 = <<600-400=200>>200 pounds\nSo its value increased by 200*$3 = $<<200*3=600>>600\n#### 600",
-    "rewrite": "John's cow weighs 400*1.5 = 600 pounds, which is 200 times its starting weight.\nIt gained 200*$3 = $600, so its value increased by 200*$3 = $1500.\n#### 600",
-}
-
-
 def test_a_wrong_equation_after_increased_by_fails():
     result = MathVerifier()(COW["rewrite"], COW["answer"], question=COW["question"])
     assert result.reason == "wrong_equation"
     assert result.detail == "200*$3=1500 does not hold (left side is 600)"
     # The expert answer writes the same shape correctly, and still passes.
     assert MathVerifier()(COW["answer"], COW["answer"], question=COW["question"]).passed
-
-
-# GSM8K train row 73 and the rewrite the prompted best-of-8 patch kept for it under gate 7: it drops the 2
-# helpers and lands on the expert's 3 packs by rounding 16 / 6.
-TRAIL_MIX = {
-    "question": "It is Roger\u2019s turn to provide a snack for the baseball team after the game and he has decided to bring trail mix. The trail mix comes in packs of 6 individual pouches. Roger has 13 members on his baseball team, plus 3 coaches and 2 helpers. How many packs of trail mix does he need to buy?",
-    "answer": "Roger will need 13 + 3 + 2 = <<13+3+2=18>>18 pouches of trail mix.\nIf you divide the amount of trail mix pouches by the amount in each pack, 18 / 6 = <<18/6=3>>3 packs of trail mix.\n#### 3",
-    "rewrite": "Roger will need 13 + 3 = 16 pouches of trail mix.\nIf you divide the amount of trail mix pouches by the amount in each pack, 16 / 6 = 3 packs of trail mix.\n#### 3",
-}
 
 
 def test_a_rounded_result_needs_an_expert_answer_that_rounds():

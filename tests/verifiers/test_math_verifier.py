@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from .verifier_cases import BETTY, GSM8K_ROWS, NATALIA, NATALIA_REWRITE, TRAIN_800, WENG
+from .verifier_cases import BETTY, CANDIES, GSM8K_ROWS, NATALIA, NATALIA_REWRITE, TRAIN_800, WENG
 
 from hf_patchdist.verifiers import GRPO_GATE, MathVerifier, VerificationResult, extract_math_answer, get_verifier, math_answers_equal
 
@@ -136,15 +136,6 @@ def test_missing_intermediate_results():
     assert "missing: 24" in result.detail
     assert MathVerifier(min_intermediate_recall=0.5)(candidate, NATALIA["answer"]).passed
     assert MathVerifier(min_intermediate_recall=1.0)(NATALIA_REWRITE, NATALIA["answer"]).passed
-
-
-# GSM8K train row 387 and the rewrite the prompted best-of-8 patch kept for it under gate 7: its last step is a
-# sentence, and its final answer is Lana's 3 candies, not the 9 left divided by 3.
-CANDIES = {
-    "question": "Nellie can eat 12 sourball candies before crying. Jacob can only manage half of that number of candies, and Lana can only do three fewer than Jacob. They had a bucket of 30 candies, and all of them ate until they cried. If they divide the remaining candies in the bucket equally, how many sourball candies will they each get?",
-    "answer": "Jacob can eat 12 / 2 = <<12/2=6>>6 candies before crying.\nLana can eat 6 - 3 = <<6-3=3>>3 candies before crying.\nNellie, Jacob, and Lana all ate until they cried, so they ate 12 + 6 + 3 = <<12+6+3=21>>21 candies.\nThus, there are 30 - 21 = <<30-21=9>>9 candies left in the bucket.\nAfter dividing the remaining candies equally, they will each get 9 / 3 = <<9/3=3>>3 sourball candies.\n#### 3",
-    "rewrite": "Nellie can eat 12 / 2 = 6 candies before crying.\nLana can eat 6 - 3 = 3 candies before crying.\nTo find out how many candies they each get, you can divide the total candies by the number of candies they each get.\n#### 3",
-}
 
 
 def test_a_rewrite_that_skips_the_experts_results_fails_by_default():

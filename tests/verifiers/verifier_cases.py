@@ -113,6 +113,29 @@ MADDIE_STEPS = (
 )
 
 
+# Rows of GSM8K train[:400] and the rewrite the prompted best-of-8 patch of the forgetting run kept for each
+# under gate 7; each went through a hole that gate 8 closed. Row 87: a false equation after "increased by".
+COW = {
+    "question": "John's cow weighs 400 pounds.  It increased its weight to 1.5 times its starting weight.  He is able to sell the cow for $3 per pound.  How much more is it worth after gaining the weight?",
+    "answer": "The cow initially weighs 400*1.5=<<400*1.5=600>>600 pounds\nSo it gained 600 - 400 = <<600-400=200>>200 pounds\nSo its value increased by 200*$3 = $<<200*3=600>>600\n#### 600",
+    "rewrite": "John's cow weighs 400*1.5 = 600 pounds, which is 200 times its starting weight.\nIt gained 200*$3 = $600, so its value increased by 200*$3 = $1500.\n#### 600",
+}
+
+# Row 73: it drops the 2 helpers and lands on the expert's 3 packs by rounding 16 / 6.
+TRAIL_MIX = {
+    "question": "It is Roger\u2019s turn to provide a snack for the baseball team after the game and he has decided to bring trail mix. The trail mix comes in packs of 6 individual pouches. Roger has 13 members on his baseball team, plus 3 coaches and 2 helpers. How many packs of trail mix does he need to buy?",
+    "answer": "Roger will need 13 + 3 + 2 = <<13+3+2=18>>18 pouches of trail mix.\nIf you divide the amount of trail mix pouches by the amount in each pack, 18 / 6 = <<18/6=3>>3 packs of trail mix.\n#### 3",
+    "rewrite": "Roger will need 13 + 3 = 16 pouches of trail mix.\nIf you divide the amount of trail mix pouches by the amount in each pack, 16 / 6 = 3 packs of trail mix.\n#### 3",
+}
+
+# Row 387: its last step is a sentence, and its final answer is Lana's 3 candies, not the 9 left divided by 3.
+CANDIES = {
+    "question": "Nellie can eat 12 sourball candies before crying. Jacob can only manage half of that number of candies, and Lana can only do three fewer than Jacob. They had a bucket of 30 candies, and all of them ate until they cried. If they divide the remaining candies in the bucket equally, how many sourball candies will they each get?",
+    "answer": "Jacob can eat 12 / 2 = <<12/2=6>>6 candies before crying.\nLana can eat 6 - 3 = <<6-3=3>>3 candies before crying.\nNellie, Jacob, and Lana all ate until they cried, so they ate 12 + 6 + 3 = <<12+6+3=21>>21 candies.\nThus, there are 30 - 21 = <<30-21=9>>9 candies left in the bucket.\nAfter dividing the remaining candies equally, they will each get 9 / 3 = <<9/3=3>>3 sourball candies.\n#### 3",
+    "rewrite": "Nellie can eat 12 / 2 = 6 candies before crying.\nLana can eat 6 - 3 = 3 candies before crying.\nTo find out how many candies they each get, you can divide the total candies by the number of candies they each get.\n#### 3",
+}
+
+
 def ends_with_reference(candidate: str, reference: str) -> bool:
     """A verifier function that can be imported back (``"verifiers.verifier_cases:ends_with_reference"``)."""
     return candidate.strip().lower().endswith(reference.strip().lower())

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from typing import NamedTuple
 
 from ..text_checks import ANNOTATION_RE, _close, strip_calculator_annotations
@@ -243,6 +244,7 @@ def _repeated_equation(text: str, reference: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=64)
 def _states_rounded_results(text: str, rel_tol: float) -> bool:
     """Whether some equation of ``text`` holds only as a rounded result ("10/3 = 3.33", "75/15 = 5.5 = 6")."""
     for equation in _find_equations(text):

@@ -253,8 +253,11 @@ class MathVerifier(Verifier):
             # "#### 13 = 9 + 4\n#### 13": the body ends in a second answer line that the target would keep.
             return _fail("extra_final_answer_line", text, f"{extra.group(0).strip()!r} comes before the final answer line")
         if self.check_equations:
-            rounding = not self.match_reference_rounding or _states_rounded_results(reference, self.equation_rel_tol)
-            wrong = _first_wrong_equation(text, self.equation_rel_tol, rounding) or first_unsolved_algebra(text, self.equation_rel_tol)
+            # Read the expert answer's roundings only when a rounded result is what the candidate needs.
+            wrong = _first_wrong_equation(text, self.equation_rel_tol, rounding=not self.match_reference_rounding)
+            if wrong is not None and self.match_reference_rounding and _states_rounded_results(reference, self.equation_rel_tol):
+                wrong = _first_wrong_equation(text, self.equation_rel_tol)
+            wrong = wrong or first_unsolved_algebra(text, self.equation_rel_tol)
             if wrong is not None:
                 return _fail("wrong_equation", text, wrong)
         if self.reject_repeated_equations:
