@@ -70,6 +70,21 @@ HALF_COPY = 0.5
 STEP_CHECKS = (("min_step_ratio", 0.5), ("min_step_ratio", 0.6), ("min_intermediate_recall", 0.5), ("require_grounded_operands", True))
 GOALS = {"acceptance_k8": 0.6, "target_nll_over_stripped_k8": 0.85, "accepted_nll_over_prompted_k8": 0.9, "half_copy_share_k8": 0.1, "greedy_acceptance_over_prompted": 2.0}
 
+LOWER_IS_BETTER = {"target_nll_over_stripped_k8", "accepted_nll_over_prompted_k8", "half_copy_share_k8"}
+
+
+def goals_met(measured: dict[str, float | None]) -> dict[str, bool]:
+    """Each measured value of :data:`GOALS` against its goal (a missing value fails)."""
+    return {
+        key: value is not None and (value <= GOALS[key] if key in LOWER_IS_BETTER else value >= GOALS[key])
+        for key, value in measured.items()
+    }
+
+
+def similarity_histogram(values: list[float]) -> list[int]:
+    """Counts of accepted rewrites per tenth of the expert answer's words kept (the last bin holds 1.0)."""
+    return [sum(lo <= v < lo + 0.1 or (lo == 0.9 and v == 1.0) for v in values) for lo in [i / 10 for i in range(10)]]
+
 
 def mean(values) -> float | None:
     kept = [float(v) for v in values if v is not None and not math.isnan(float(v))]
@@ -293,9 +308,7 @@ def main() -> None:
             "acceptance_k8": prompted_k8["acceptance"],
             "target_nll_over_stripped_k8": prompted_k8["target_nll"] / result["stripped_expert_nll"],
         }
-        lower_is_better = {"target_nll_over_stripped_k8", "accepted_nll_over_prompted_k8", "half_copy_share_k8"}
-        met = {key: (value <= GOALS[key]) if key in lower_is_better else (value >= GOALS[key]) for key, value in measured.items()}
-        control_met = {key: (value <= GOALS[key]) if key in lower_is_better else (value >= GOALS[key]) for key, value in control.items()}
+        met, control_met = goals_met(measured), goals_met(control)
         result.update(goals=GOALS, measured=measured, goals_met=met, meets_goal=all(met.values()), control_prompted_k8=control, control_meets_goal=all(control_met.values()))
 
     # Accepted rewrites to read: the trained rewriter's best-of-8 (or the first rewriter run).
@@ -318,7 +331,7 @@ def main() -> None:
         for group in [stats["greedy"], *stats["sampled"].values(), *regated]:
             for rule in group.values():
                 values = rule.pop("similarity")
-                rule["similarity_histogram"] = [sum(lo <= v < lo + 0.1 or (lo == 0.9 and v == 1.0) for v in values) for lo in [i / 10 for i in range(10)]]
+                rule["similarity_histogram"] = similarity_histogram(values)
     output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
 

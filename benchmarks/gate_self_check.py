@@ -99,6 +99,13 @@ LEAKS = {
     "rounded_where_expert_is_exact": ("stage_ii", "In May she sold 48 / 2 = 24 clips, 24 / 48 = 1 for each clip of April.\nIn all: 48 + 24 = 72 clips.\n#### 72"),
     # Gate 8: an intermediate result of the expert never computed ("Lana can eat 6 - 3 = 3 candies / #### 3").
     "missing_intermediate_result": ("stage_ii", "She sold 48 + 48 / 2 = 72 clips in April and May.\n#### 72"),
+    # Gate 9: a final answer in another form than the data set's ("The answer is 10." for "#### 10"), amplified by expert iteration.
+    "final_answer_in_another_format": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nIn all she sold 48 + 24 = 72 clips.\nThe answer is 72."),
+    # Gate 9: an ascending "a-b" read as a range while it states a result ("The total number of cars is 300-400 = 300").
+    "subtraction_read_as_range": ("stage_ii", "In May she sold 48/2 = 24 clips.\nIn all she sold 48+24 = 72 clips.\nSo the number of clips is 24-48 = 72.\n#### 72"),
+    # Gate 10: the final answer only as the first operand after "=" ("4/(1/8) = 4*8 = 32 meatballs. #### 4", accepted from the
+    # committed RFT rewriter): read as a running computation's result although that reading is false.
+    "operand_after_equals_read_as_result": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nTwo Aprils would be 48 + 48 + 48 = 72 * 2 = 144 clips.\n#### 72"),
 }
 """Candidates for the GSM8K "Natalia" row that passed a gate (named beside each): of issue 14 (GRPO gate) and
 of the best-of-K work (Stage II gate)."""

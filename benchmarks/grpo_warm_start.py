@@ -56,13 +56,18 @@ def run_command(name: str, args: argparse.Namespace, folder: Path) -> list[str]:
         "--num-generations", str(args.num_generations), "--prompts-per-step", str(args.prompts_per_step),
         "--seed", str(args.seed), "--save-steps", "1000", "--log-completions",
     ]
-    if name == "warm_start":
+    if args.max_question_copy is not None:
+        command += ["--max-question-copy", str(args.max_question_copy)]
+    if name == "warm_start" and args.rft_adapter:
+        command += ["--init-adapter", args.rft_adapter]
+    elif name == "warm_start":
         command += ["--rft-rows", str(args.rft_rows), "--rft-candidates", str(args.rft_candidates)]
     return command
 
 
-def read_run(folder: Path) -> dict:
-    """Per-step series and summaries from a run folder's ``log.jsonl`` (and its RFT statistics)."""
+def read_run(folder: Path, rft_folder: Path | None = None) -> dict:
+    """Per-step series and summaries from a run folder's ``log.jsonl`` (and its RFT statistics, from ``rft_folder``
+    when the warm start was built apart)."""
     log = folder / "log.jsonl"
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
     steps = [r for r in rows if "patch/feasible_fraction" in r]
@@ -70,7 +75,7 @@ def read_run(folder: Path) -> dict:
     for name, key in PER_STEP_KEYS.items():
         run[name] = [r.get(key) for r in steps]
     run["window_summaries"] = [{k: v for k, v in r.items() if k.startswith("patch_summary/") or k == "step"} for r in rows if any(k.startswith("patch_summary/") for k in r)]
-    stats = folder / "rft" / "rft_stats.json"
+    stats = (rft_folder or folder) / "rft" / "rft_stats.json"
     if stats.is_file():
         run["rft"] = json.loads(stats.read_text())
     timing = folder / "wall_seconds.json"
@@ -135,6 +140,12 @@ def main() -> None:
     parser.add_argument("--prompts-per-step", type=int, default=2)
     parser.add_argument("--rft-rows", type=int, default=128)
     parser.add_argument("--rft-candidates", type=int, default=4)
+    parser.add_argument(
+        "--rft-adapter", default=None,
+        help="The warm start is this RFT rewriter, built apart (examples/train_rewriter_gsm8k.py --rft-only): GRPO starts "
+        "from its adapter instead of building the RFT data again",
+    )
+    parser.add_argument("--max-question-copy", type=float, default=None, help="Both runs' GRPO gate restates at most this share of the question")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs-dir", default="/work/runs/grpo_warm_start")
     parser.add_argument("--only", choices=RUNS, default=None, help="Run only this one (the other is read if present)")
@@ -168,7 +179,7 @@ def main() -> None:
             (folder / "wall_seconds.json").write_text(json.dumps({"wall_seconds": round(seconds, 1), "exit_code": code, "load_after": [round(x, 2) for x in os.getloadavg()]}))
             print(f"[grpo_warm_start] {name}: exit {code} after {seconds:.0f} s", file=sys.stderr, flush=True)
         if (folder / "log.jsonl").is_file():
-            runs[name] = read_run(folder)
+            runs[name] = read_run(folder, Path(args.rft_adapter) if name == "warm_start" and args.rft_adapter else None)
     load["after"] = [round(x, 2) for x in os.getloadavg()]
 
     result = {
@@ -178,6 +189,7 @@ def main() -> None:
             "model": "smollm2-135m-instruct", "data": "gsm8k train[1000:] (GRPO: all but the last 1024 shuffled rows; RFT: from those)",
             "steps": args.steps, "num_generations": args.num_generations, "prompts_per_step": args.prompts_per_step,
             "rft_rows": args.rft_rows, "rft_candidates": args.rft_candidates, "rft_sampling": {"temperature": 0.6, "top_p": 0.95},
+            "rft_adapter": args.rft_adapter, "max_question_copy": args.max_question_copy,
             "seed": args.seed, "gate": "GRPO_GATE", "gate_version": GATE_VERSION, "example": "examples/train_rewriter_gsm8k.py (its defaults otherwise)",
             "runs_dir": str(runs_dir),
         },

@@ -15,7 +15,14 @@ rewriter accepted nothing) and ``acceptance_no_lower`` (``acceptance_rl >= accep
 suffixed ``_k8``, with ``RewriterConfig.sampling`` and, by default, ``require_lower_nll``). Beside the NLLs: the
 pi_0 NLL of the annotation-stripped expert answers (``stripped_nll``; stripping GSM8K's ``<<...>>`` alone lowers
 the answers' NLL as much as early patches did), each target NLL over it, and the share of accepted rewrites that
-keep half or more of the expert answer's words in order (``half_copy_share_*``).
+keep half or more of the expert answer's words in order (``half_copy_share_*``, with ``similarity_histogram_*``: accepted
+rewrites per tenth of the expert's words kept).
+
+With K = 1 and 8 both run, ``issue_goals_met`` checks the goals of issue 14 (``best_of_k.GOALS``: at K = 8 the trained
+rewriter's acceptance >= 0.6, target NLL <= 0.85x the stripped answers', accepted NLL <= 0.9x the prompted rewriter's,
+at most 10% half-copies; greedy acceptance >= 2x the prompted one's), ``meets_issue_goals`` all of them, and
+``control_issue_goals_met`` the prompted rewriter against the first two (the control, which fails them).
+``rewriter_vs_prompted.png`` shows the histograms; ``--plot-only`` redraws it from the stored JSON.
 
 Prints one JSON object on its last line and writes it to ``benchmarks/results/rewriter_vs_prompted.json``;
 ``--examples`` also writes a few accepted rewrites of each rewriter for the docs.
@@ -26,9 +33,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # best_of_k
+
+from best_of_k import GOALS, goals_met, similarity_histogram  # noqa: E402
 from datasets import load_dataset
 from transformers import set_seed
 
@@ -50,11 +61,61 @@ def goal_check(nll_ratio: float | None, acceptance_rl: float, acceptance_prompte
     return {"goal_nll_ratio": GOAL_NLL_RATIO, "goals": goals, "meets_goal": all(goals.values())}
 
 
+def similarities(accepted: list[dict]) -> list[float]:
+    """Each accepted rewrite's share of the expert answer's words kept in order."""
+    return [reference_similarity(row["answer"], row["expert"]) for row in accepted]
+
+
 def half_copy_share(accepted: list[dict]) -> float | None:
     """Share of the accepted rewrites that keep half or more of the expert answer's words in order."""
     if not accepted:
         return None
-    return sum(reference_similarity(row["answer"], row["expert"]) >= 0.5 for row in accepted) / len(accepted)
+    return sum(value >= 0.5 for value in similarities(accepted)) / len(accepted)
+
+
+def issue_goals(result: dict) -> dict:
+    """Issue 14's goals for the trained rewriter, and the prompted one as the control (needs K = 1 and K = 8)."""
+    greedy_over = result["acceptance_rl"] / result["acceptance_prompted"] if result["acceptance_prompted"] else None
+    measured = {
+        "acceptance_k8": result["acceptance_rl_k8"],
+        "target_nll_over_stripped_k8": result["target_nll_over_stripped_rl_k8"],
+        "accepted_nll_over_prompted_k8": result["nll_ratio_k8"],
+        "half_copy_share_k8": result["half_copy_share_rl_k8"],
+        "greedy_acceptance_over_prompted": greedy_over,
+    }
+    control = {"acceptance_k8": result["acceptance_prompted_k8"], "target_nll_over_stripped_k8": result["target_nll_over_stripped_prompted_k8"]}
+    met, control_met = goals_met(measured), goals_met(control)
+    return {
+        "issue_goals": GOALS, "issue_measured": measured, "issue_goals_met": met, "meets_issue_goals": all(met.values()),
+        "control_issue_goals_met": control_met, "control_meets_issue_goals": all(control_met.values()),
+    }
+
+
+def plot(result: dict, examples: dict, path: Path) -> None:
+    """Histograms of the accepted rewrites' share of the expert answer's words, per K, trained vs prompted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(examples), figsize=(5 * len(examples), 3.8), squeeze=False)
+    bins = [i / 10 for i in range(11)]
+    for axis, (key, runs) in zip(axes[0], examples.items()):
+        suffix = "" if key == "k1" else f"_{key}"
+        for name, color in (("prompted", "tab:grey"), ("rl", "tab:blue")):
+            values = similarities(runs[name])
+            share = result.get(f"half_copy_share_{name}{suffix}")
+            label = f"{'trained' if name == 'rl' else 'prompted'}: {len(values)} accepted" + (f", {share:.0%} keep >= half" if share is not None else "")
+            axis.hist(values, bins=bins, alpha=0.55, color=color, label=label)
+        axis.axvline(0.5, color="red", linestyle=":", label="half the expert's words")
+        axis.set_title(f"{'greedy' if key == 'k1' else 'best-of-' + key[1:]}: accepted rewrites")
+        axis.set_xlabel("share of the expert answer's words kept in order")
+        axis.set_ylabel("rewrites")
+        axis.legend(fontsize=7)
+        axis.grid(alpha=0.3)
+    fig.suptitle(f"{result['rewriter']} vs prompted, GSM8K {result['split']} ({result['rows']} rows)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def run(rewriter: Rewriter, dataset, batch_size: int, expert_answers: list[str]) -> tuple[dict, list[dict], float]:
@@ -82,7 +143,12 @@ def main() -> None:
         help="At K > 1 keep a rewrite only when its pi_0 NLL is below the expert answer's (the demo's and the forgetting run's setting)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot-only", action="store_true", help="Redraw the histogram plot from --output and --examples, run nothing")
     args = parser.parse_args()
+    if args.plot_only:
+        result = json.loads(Path(args.output).read_text())
+        plot(result, json.loads(Path(args.examples).read_text()), Path(args.output).with_suffix(".png"))
+        return
 
     dataset = load_dataset("json", data_files=args.data, split=args.split)
     rl = Rewriter.from_pretrained(args.rewriter, batch_size=args.batch_size, show_progress=False)
@@ -129,6 +195,8 @@ def main() -> None:
             "target_nll_over_stripped_prompted": ratio(prompted_stats["target_nll"], result["stripped_nll"]),
             "half_copy_share_rl": half_copy_share(rl_accepted),
             "half_copy_share_prompted": half_copy_share(prompted_accepted),
+            "similarity_histogram_rl": similarity_histogram(similarities(rl_accepted)),
+            "similarity_histogram_prompted": similarity_histogram(similarities(prompted_accepted)),
             "fallback_reasons_rl": rl_stats["fallback_reasons"],
             "fallback_reasons_prompted": prompted_stats["fallback_reasons"],
             "mean_accepted_words_rl": sum(len(r["answer"].split()) for r in rl_accepted) / max(len(rl_accepted), 1),
@@ -140,8 +208,11 @@ def main() -> None:
         result.update({"goal_nll_ratio": goals["goal_nll_ratio"], f"goals{suffix}": goals["goals"], f"meets_goal{suffix}": goals["meets_goal"]})
         result["seconds"][f"k{k}"] = {"prompted": prompted_seconds, "rl": rl_seconds}
         examples_out[f"k{k}"] = {"prompted": prompted_accepted, "rl": rl_accepted}
+    if "acceptance_rl" in result and "acceptance_rl_k8" in result:
+        result.update(issue_goals(result))
     result["load_average_end"] = os.getloadavg()
     Path(args.examples).write_text(json.dumps(examples_out, indent=2, ensure_ascii=False) + "\n")
+    plot(result, examples_out, Path(args.output).with_suffix(".png"))
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
 

@@ -2,7 +2,9 @@
 
     python examples/train_rewriter_gsm8k.py --output runs/gsm8k-rewriter --max-steps 40
     python examples/train_rewriter_gsm8k.py --output runs/gsm8k-rewriter --max-steps 40 --resume   # continue
-    python examples/train_rewriter_gsm8k.py --output runs/gsm8k-rewriter-rft --rft-rows 128 --rft-candidates 4
+    python examples/train_rewriter_gsm8k.py --output runs/gsm8k-rewriter-rft --rft-rows 512 --rft-candidates 8 --rft-only
+    python examples/train_rewriter_gsm8k.py --output runs/gsm8k-rewriter-rft2 --rft-rows 1024 --rft-candidates 8 --rft-only --rft-rewriter runs/gsm8k-rewriter-rft
+    python examples/train_rewriter_gsm8k.py --output runs/gsm8k-rewriter-grpo --init-adapter runs/gsm8k-rewriter-rft
 
 The recipe: a fresh LoRA adapter, the full GRPO gate (``GRPO_GATE``: strict, copies of the expert answer
 and skipped steps fail), K = 8 candidates per prompt and two prompts per step (each process scores
@@ -10,8 +12,11 @@ and skipped steps fail), K = 8 candidates per prompt and two prompts per step (e
 forward pass, two accumulated per optimizer step, which halves the memory of a step). With
 ``--rft-rows N`` the adapter is first warm-started by rejection-sampling fine-tuning (RFT): the prompted
 rewriter (the backbone without adapter, ``--rft-candidates`` sampled candidates per row at temperature 0.6,
-top_p 0.95) patches N rows under the same GRPO gate, and the LoRA is fine-tuned with TRL's ``SFTTrainer``
-on (rewriting prompt -> lowest-NLL accepted rewrite) of the rows it rewrote (completion-only loss). The
+top_p 0.95, on the default generation backend: OpenVINO on CPU when installed) patches N rows under :func:`rft_gate`
+(the Stage II gate of the GRPO gate, with no more than half of the expert answer's words kept and little of the
+question restated), keeping a rewrite only when its pi_0 NLL is below the expert answer's, and the LoRA is
+fine-tuned with TRL's ``SFTTrainer`` on (rewriting prompt -> lowest-NLL accepted rewrite) of the rows it
+rewrote (completion-only loss). ``--rft-only`` stops there and saves that adapter as the rewriter. The
 fine-tuned ``PeftModel`` is then handed to ``RewriterTrainer``, which keeps the KL reference at pi_0 (the
 adapter off), not at the warm start. The RFT data (``rft/rft_data.jsonl``), every candidate with its
 verdict (``rft/rft_candidates.jsonl``) and their statistics (``rft/rft_stats.json``) stay in the output
@@ -46,9 +51,27 @@ from hf_patchdist.formats import QAExample
 from hf_patchdist.models import base_model_record, load_model_and_tokenizer
 from hf_patchdist.rewriter import Rewriter, RewriterConfig, build_prompt_messages
 from hf_patchdist.trainers.rewriter_trainer import backbone_init_kwargs
+from hf_patchdist.verifiers import GRPO_GATE, reference_similarity, stage_ii_gate
 
 RFT_RESERVE = 1024
 """The last rows of the shuffled split are RFT's; GRPO never prompts with them."""
+
+RFT_MAX_REFERENCE_COPY = 0.5
+RFT_MAX_QUESTION_COPY = 0.2
+
+
+def rft_gate(args: argparse.Namespace) -> dict:
+    """The gate of the RFT data: what the warm start imitates is what the rewriter should write.
+
+    The GRPO gate's checks without its GRPO-only ones (Stage II trims trailing text and has no step-count
+    check; the math verifier's default ``min_intermediate_recall=1.0`` already requires every result of the
+    expert), stricter on copying: by default at most half of the expert answer's words kept in order (the
+    committed GRPO rewriter kept half or more in 96% of its rewrites) and at most 20% of the question's words
+    restated (two thirds of its rewrites opened with a copied question sentence, which lowers the mean NLL
+    without being the model's own words).
+    """
+    return {**stage_ii_gate(GRPO_GATE), "max_reference_copy": args.rft_max_reference_copy, "max_question_copy": args.rft_max_question_copy}
+
 
 
 class JsonlLogCallback(TrainerCallback):
@@ -90,10 +113,14 @@ def lora_config(args: argparse.Namespace):
 
 
 def rejection_sampling_data(model, tokenizer, rows, config: RewriterGRPOConfig, args: argparse.Namespace, folder: Path, backend=None) -> list[dict]:
-    """Patch ``rows`` with the prompted rewriter (best of ``--rft-candidates`` samples under the GRPO gate).
+    """Patch ``rows`` with the prompted rewriter, or the rewriter of ``--rft-rewriter`` (best of ``--rft-candidates``
+    samples under :func:`rft_gate`).
 
-    Returns the SFT rows (conversational prompt-completion) of the rows it rewrote; writes every row's
-    candidates and verdicts, the accepted set and their statistics under ``folder``.
+    ``model`` is the backbone by name (the default generation backend loads it, with ``--rft-rewriter``'s adapter
+    when given: one round of expert iteration) or loaded together with ``tokenizer`` (then generation runs on
+    ``backend`` or transformers). Returns the SFT rows
+    (conversational prompt-completion) of the rows it rewrote; writes every row's candidates and verdicts,
+    the accepted set and their statistics under ``folder``.
     """
     rewriter_config = RewriterConfig(
         prompt_template=config.prompt_template,
@@ -103,9 +130,14 @@ def rejection_sampling_data(model, tokenizer, rows, config: RewriterGRPOConfig, 
         # Stated here, not left to RewriterConfig's defaults (the same values today): the RFT data depend on them.
         sampling={"do_sample": True, "temperature": 0.6, "top_p": 0.95},
     )
-    # The GRPO gate (strict, no copies, the expert's steps): the warm start should teach what GRPO rewards.
+    adapter = getattr(args, "rft_rewriter", None)
+    if adapter is not None and tokenizer is not None:
+        raise ValueError("--rft-rewriter samples with the default backend: give the backbone by name")
+    gate = rft_gate(args)
     rewriter = Rewriter(
-        model, tokenizer, config=rewriter_config, verifier=config.verifier, num_candidates=args.rft_candidates, batch_size=16, backend=backend
+        model, tokenizer, adapter=adapter, config=rewriter_config, verifier=gate, num_candidates=args.rft_candidates,
+        require_lower_nll=args.rft_require_lower_nll,
+        batch_size=16, backend=backend,
     )
     start = time.perf_counter()
     patched = rewriter.rewrite(rows)
@@ -128,7 +160,8 @@ def rejection_sampling_data(model, tokenizer, rows, config: RewriterGRPOConfig, 
                 "completion": [{"role": "assistant", "content": row["answer"]}],
             })
             accepted.append({"question": original["question"], "expert_answer": original["answer"], "rewrite": row["answer"],
-                             "nll_expert": row["patch_nll_original"], "nll_rewrite": row["patch_nll_kept"]})
+                             "nll_expert": row["patch_nll_original"], "nll_rewrite": row["patch_nll_kept"],
+                             "reference_similarity": reference_similarity(row["answer"], original["answer"])})
     with open(folder / "rft_data.jsonl", "w") as handle:
         for row in accepted:
             handle.write(json.dumps(row) + "\n")
@@ -137,8 +170,10 @@ def rejection_sampling_data(model, tokenizer, rows, config: RewriterGRPOConfig, 
     stats = {
         "rows": len(rows),
         "candidates_per_row": args.rft_candidates,
+        "sampled_by": adapter or "prompted backbone",
         "generation": {k: v for k, v in vars(rewriter.generation_settings).items() if k != "batch_size"},
-        "gate": config.verifier,
+        "gate": gate,
+        "require_lower_nll": args.rft_require_lower_nll,
         "rewritten_rows": len(accepted),
         "row_acceptance": len(accepted) / len(rows) if len(rows) else 0.0,
         "feasible_candidate_fraction": (candidates - sum(rejected.values())) / candidates if candidates else 0.0,
@@ -146,6 +181,7 @@ def rejection_sampling_data(model, tokenizer, rows, config: RewriterGRPOConfig, 
         "rejected_candidates_by_reason": dict(rejected.most_common()),
         "mean_nll_expert_of_rewritten": sum(r["nll_expert"] for r in accepted) / len(accepted) if accepted else None,
         "mean_nll_rewrite": sum(r["nll_rewrite"] for r in accepted) / len(accepted) if accepted else None,
+        "mean_reference_similarity": sum(r["reference_similarity"] for r in accepted) / len(accepted) if accepted else None,
         "patch_seconds": round(seconds, 1),
     }
     (folder / "rft_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
@@ -161,10 +197,14 @@ def warm_start_by_rft(config: RewriterGRPOConfig, args: argparse.Namespace, rows
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    # Sampling by name lets the default backend (OpenVINO on CPU) load its own copy; a test's backend needs the loaded model.
     model, tokenizer = load_model_and_tokenizer(args.model, **backbone_init_kwargs(config))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    sft_rows = rejection_sampling_data(model, tokenizer, rows, config, args, folder, backend)
+    if backend is None:
+        sft_rows = rejection_sampling_data(args.model, None, rows, config, args, folder)
+    else:
+        sft_rows = rejection_sampling_data(model, tokenizer, rows, config, args, folder, backend)
     if not sft_rows:
         raise SystemExit("RFT: the prompted rewriter rewrote no row; nothing to warm-start from.")
     sft_args = SFTConfig(
@@ -196,6 +236,16 @@ def warm_start_by_rft(config: RewriterGRPOConfig, args: argparse.Namespace, rows
     return peft_model, tokenizer
 
 
+def save_rft_rewriter(trainer: RewriterTrainer, output: Path) -> None:
+    """Save the warm start as the rewriter (``--rft-only``), its RFT statistics in the saved ``training_summary``
+    (the GRPO steps are 0)."""
+    trainer.save_rewriter(output)
+    config_file = output / "rewriter_config.json"
+    saved = json.loads(config_file.read_text())
+    saved.setdefault("training_summary", {})["rft"] = json.loads((output / "rft" / "rft_stats.json").read_text())
+    config_file.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/gsm8k/train.jsonl", help="GSM8K train JSONL (or a Hub id)")
@@ -218,6 +268,23 @@ def main() -> None:
     parser.add_argument("--rft-candidates", type=int, default=4, help="Sampled candidates per RFT row")
     parser.add_argument("--rft-epochs", type=float, default=3.0)
     parser.add_argument("--rft-learning-rate", type=float, default=2e-4)
+    parser.add_argument(
+        "--max-question-copy", type=float, default=None,
+        help="GRPO gate: largest share of the question's words a candidate may restate (default: the gate's 0.5); the "
+        "rewriter's Stage II gate keeps it",
+    )
+    parser.add_argument("--rft-max-reference-copy", type=float, default=RFT_MAX_REFERENCE_COPY, help="RFT data: largest share of the expert answer's words kept")
+    parser.add_argument("--rft-max-question-copy", type=float, default=RFT_MAX_QUESTION_COPY, help="RFT data: largest share of the question's words restated")
+    parser.add_argument(
+        "--rft-any-nll", dest="rft_require_lower_nll", action="store_false",
+        help="RFT data: keep a rewrite whatever its NLL (default: only one below its expert answer's, as Stage II's require_lower_nll)",
+    )
+    parser.add_argument(
+        "--rft-rewriter", default=None,
+        help="Sample the RFT data with this saved rewriter's adapter instead of the prompted backbone (a second round of "
+        "expert iteration: the new LoRA starts fresh from pi_0 and learns from the better rewriter's accepted rewrites)",
+    )
+    parser.add_argument("--rft-only", action="store_true", help="Stop after the RFT warm start and save its adapter as the rewriter")
     parser.add_argument("--log-completions", action="store_true", help="TRL's completion tables (with gate reasons) in <output>/completions")
     parser.add_argument("--export", default=None, help="Also copy the final rewriter (bf16 adapter) to this folder")
     parser.add_argument(
@@ -265,6 +332,8 @@ def main() -> None:
         report_to="none",
         seed=args.seed,
     )
+    if args.max_question_copy is not None:
+        config.verifier = {**config.verifier, "max_question_copy": args.max_question_copy}
     model, tokenizer = args.model, None
     if args.rft_rows and not args.resume:  # a resumed run loads the adapter from its checkpoint
         model, tokenizer = warm_start_by_rft(config, args, rft_rows, output / "rft")
@@ -277,7 +346,12 @@ def main() -> None:
         trainer.rewriter_config.__dict__.update(base_model_record(args.model))
     if args.init_adapter and not args.resume:
         load_adapter_weights(trainer.model, Path(args.init_adapter))
-    trainer.train(resume_from_checkpoint=args.resume or None)
+    if args.rft_only:
+        if not args.rft_rows:
+            raise SystemExit("--rft-only needs --rft-rows")
+        save_rft_rewriter(trainer, output)
+    else:
+        trainer.train(resume_from_checkpoint=args.resume or None)
     save_adapter_as_bf16(output)
     print(json.dumps(trainer.training_summary(), indent=2))
     if args.export:

@@ -11,6 +11,7 @@ import torch
 from conftest import GSM8K_ROWS, good_rewrite_for, make_dataset
 
 from hf_patchdist.generation import StaticBackend
+from hf_patchdist.rewriter import Rewriter
 from hf_patchdist.trainers.rewriter_grpo_config import RewriterGRPOConfig
 from hf_patchdist.trainers.rewriter_trainer import RewriterTrainer
 
@@ -30,7 +31,11 @@ def test_rft_warm_start_fine_tunes_the_lora_on_accepted_rewrites_and_grpo_keeps_
         str(tmp_path / "grpo"), max_steps=1, per_device_train_batch_size=4, num_generations=2, max_completion_length=64, beta=0.04,
         report_to="none", bf16=False, use_cpu=True, save_strategy="no", gradient_checkpointing=False, lora_r=4, lora_alpha=8,
     )
-    args = Namespace(model=tiny_model_dir, rft_candidates=2, rft_epochs=2, rft_learning_rate=1e-2, lora_r=4, lora_alpha=8, seed=0)
+    args = Namespace(
+        model=tiny_model_dir, rft_candidates=2, rft_epochs=2, rft_learning_rate=1e-2, lora_r=4, lora_alpha=8, seed=0,
+        # The fixture rewrites keep 52-58% of the expert's words, and a random model's NLL does not rank them.
+        rft_max_reference_copy=0.7, rft_max_question_copy=0.2, rft_require_lower_nll=False,
+    )
 
     def responder(prompt):  # the last row's candidates fail the gate: it is not in the RFT data
         return "I do not know.\n#### 1" if GSM8K_ROWS[3]["question"] in prompt else good_rewrite_for(prompt)
@@ -40,6 +45,7 @@ def test_rft_warm_start_fine_tunes_the_lora_on_accepted_rewrites_and_grpo_keeps_
 
     stats = json.loads((folder / "rft_stats.json").read_text())
     assert (stats["rows"], stats["rewritten_rows"], stats["sft"]["examples"]) == (4, 3, 3)
+    assert stats["gate"]["max_reference_copy"] == 0.7 and stats["require_lower_nll"] is False
     assert stats["rejected_candidates_by_reason"] and stats["generation"]["temperature"] == 0.6 and stats["generation"]["top_p"] == 0.95
     data = [json.loads(line) for line in (folder / "rft_data.jsonl").read_text().splitlines()]
     assert [row["question"] for row in data] == [row["question"] for row in GSM8K_ROWS[:3]]
@@ -55,4 +61,10 @@ def test_rft_warm_start_fine_tunes_the_lora_on_accepted_rewrites_and_grpo_keeps_
     assert list(policy.peft_config) == ["default"] and trainer.ref_model is None, "the KL reference is pi_0, not the warm start"
     trained = {n: p for n, p in policy.named_parameters() if "lora_" in n}
     assert set(trained) == set(warm) and all(torch.equal(trained[n].detach(), warm[n]) for n in warm), "GRPO starts from the warm start"
+
+    # --rft-only: the warm start is the rewriter, loadable as any other, its RFT statistics in the saved summary.
+    example.save_rft_rewriter(trainer, tmp_path)
+    saved = Rewriter.from_pretrained(tmp_path)
+    assert saved.config.training_summary["global_step"] == 0
+    assert saved.config.training_summary["rft"]["rewritten_rows"] == 3
     trainer.train()

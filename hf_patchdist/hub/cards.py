@@ -10,7 +10,9 @@ be read back with ``DatasetCard.load(repo_id).data.hf_patchdist``.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import DatasetCard, ModelCard, ModelCardData
@@ -83,6 +85,16 @@ def _flatten(summary: Mapping[str, Any], prefix: str = "") -> list[tuple[str, An
 _SUMMARY_METADATA_KEYS = ("license", "dataset", "datasets")
 
 
+def _training_method(config: RewriterConfig) -> str:
+    """How the adapter was trained, from its training summary: GRPO, RFT (expert iteration) or RFT then GRPO."""
+    summary = config.training_summary or {}
+    if "rft" not in summary:
+        return "GRPO"
+    if summary.get("global_step"):
+        return "rejection-sampling fine-tuning (RFT) as a warm start, then GRPO"
+    return "rejection-sampling fine-tuning (RFT) alone, without GRPO steps"
+
+
 def _training_section(config: RewriterConfig) -> str:
     summary = {k: v for k, v in (config.training_summary or {}).items() if k not in _SUMMARY_METADATA_KEYS}
     weights = f"Reward weights: lambda_dist = {config.lambda_dist}, lambda_div = {config.lambda_div}."
@@ -94,11 +106,19 @@ def _training_section(config: RewriterConfig) -> str:
     if not summary:
         return f"No training summary was recorded with this adapter. {weights}"
     table = ["| statistic | value |", "|---|---|"] + [f"| {k} | {_format_value(v)} |" for k, v in _flatten(summary)]
-    return (
-        "The adapter was trained with GRPO against the paper's three rewards: a hard task-consistency gate, "
-        f"distributional alignment under the frozen base model, and diversity within each group. {weights}\n\n"
-        + "\n".join(table)
-    )
+    method = _training_method(config)
+    if method == "GRPO":
+        how = (
+            "The adapter was trained with GRPO against the paper's three rewards: a hard task-consistency gate, "
+            f"distributional alignment under the frozen base model, and diversity within each group. {weights}"
+        )
+    else:
+        how = (
+            f"The adapter was trained with {method}: fine-tuned on the rewrites of its training rows that passed the "
+            "gate and were closer to the base model than their expert answers (`rft` below: what sampled them, the "
+            f"gate, how many rows were kept). The reward weights apply to GRPO steps. {weights}"
+        )
+    return how + "\n\n" + "\n".join(table)
 
 
 def rewriter_card_data(config: RewriterConfig, *, license: str | None = None) -> ModelCardData:
@@ -148,8 +168,8 @@ def build_rewriter_card(
     verifier = config.verifier.get("name", "custom") if isinstance(config.verifier, Mapping) else "custom"
     if config.has_adapter:
         kind = (
-            "an **RL rewriter**: a LoRA adapter on the frozen base model, trained with GRPO to rewrite SFT targets "
-            "into the model's own words"
+            "a **trained rewriter**: a LoRA adapter on the frozen base model that rewrites SFT targets into the "
+            f"model's own words, trained with {_training_method(config)}"
         )
     else:
         kind = "a **prompted rewriter** (no trained adapter): the base model is prompted to rewrite SFT targets"
@@ -358,3 +378,22 @@ def build_patched_dataset_card(
         text = (text.rstrip("\n") + "\n\n" if text.strip() else "\n") + section
     card.text = text
     return card
+
+
+def save_rewriter_folder(folder: str | os.PathLike, config: RewriterConfig, model: Any = None) -> Path:
+    """Write what ``Rewriter.from_pretrained(folder)`` loads, and a model card.
+
+    ``model``'s LoRA adapter (when given), ``rewriter_config.json`` and ``README.md``: the rewriter's own card
+    (:func:`build_rewriter_card`) in place of PEFT's blank template, which names the local
+    path of the base model. A ``README.md`` the folder held before is kept (PEFT adds its tags to it).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    card = folder / "README.md"
+    had_card = card.is_file()
+    if model is not None:
+        model.save_pretrained(folder, safe_serialization=True)
+    config.save(folder)
+    if not had_card:
+        build_rewriter_card(config).save(card)
+    return folder

@@ -20,8 +20,6 @@ the RL rewriter. Same class, same call.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
@@ -38,10 +36,9 @@ from ..scoring import QAScorer, qa_prompt_of
 from ..verifiers import Verifier, check_verifier_trust, get_verifier
 from .cache import PatchResult, patch_with_cache
 from .candidates import JudgedCandidate, JudgedRow, select_target
-from .fingerprint import file_sha256, weights_sha256
+from .fingerprint import rewriter_fingerprint
 from .limits import TOO_LONG, plan_rows
 from .config import (
-    ADAPTER_WEIGHTS_NAME,
     REJECTED_COLUMN,
     RewriterConfig,
     build_prompt_messages,
@@ -250,16 +247,18 @@ class Rewriter:
         self,
         *,
         num_candidates: int | None = None,
+        require_lower_nll: bool | None = None,
         batch_size: int | None = None,
         question_column: str | None = None,
         answer_column: str | None = None,
     ) -> Rewriter:
-        """A shallow copy with other data/generation options, or ``self`` when nothing changes.
+        """A shallow copy with other data/generation/selection options, or ``self`` when nothing changes.
 
         The copy shares the loaded model and backend (no reload); ``self`` is not modified.
         """
         changes = {
             "num_candidates": num_candidates not in (None, self.config.num_candidates),
+            "require_lower_nll": require_lower_nll is not None and bool(require_lower_nll) != self.config.require_lower_nll,
             "batch_size": batch_size not in (None, self.batch_size),
             "question_column": question_column not in (None, self.question_column),
             "answer_column": answer_column not in (None, self.answer_column),
@@ -268,9 +267,12 @@ class Rewriter:
             return self
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)  # not copy.copy: __getstate__ drops a model loaded by name
-        if changes["num_candidates"]:
+        if changes["num_candidates"] or changes["require_lower_nll"]:
             clone.config = RewriterConfig.from_dict(self.config.to_dict())
+        if changes["num_candidates"]:
             set_num_candidates(clone.config, num_candidates)
+        if changes["require_lower_nll"]:
+            clone.config.require_lower_nll = bool(require_lower_nll)
         if changes["batch_size"]:
             clone.batch_size = batch_size
             clone._scorer = None  # built with the old batch size
@@ -498,31 +500,13 @@ class Rewriter:
         computed on each call: a model changed in memory, or cast to another dtype, gets another fingerprint.
         A model named by alias, id or folder is identified by that name (loading it changes nothing).
         """
-        digest = hashlib.sha256()
-        config = self.config.to_dict()
-        config.pop("training_summary", None)
-        digest.update(json.dumps(config, sort_keys=True).encode())
-        digest.update(json.dumps([self.question_column, self.answer_column]).encode())
-        if self.adapter_path is not None:
-            weights = Path(self.adapter_path) / ADAPTER_WEIGHTS_NAME
-            digest.update(file_sha256(weights).encode() if weights.is_file() else self.adapter_path.encode())
-        if self._model_source is None and self._model is not None:
-            digest.update(weights_sha256(self._model, skip_adapter=self.adapter_path is not None).encode())
-        named = self._backend_choice()[0] if not self._backend_given else None
-        backend = self.backend if named not in (None, "transformers") else self._backend  # built once
-        if backend is not None and not isinstance(backend, TransformersBackend):
-            identity = getattr(backend, "fingerprint", None)  # vLLM, CTranslate2: their weights, adapter hash, settings
-            digest.update((identity() if callable(identity) else type(backend).__qualname__).encode())
-        return digest.hexdigest()[:16]
+        return rewriter_fingerprint(self)
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Write ``rewriter_config.json`` (and the LoRA adapter, when there is one) into ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        if self.config.has_adapter:
-            self.model.save_pretrained(folder, safe_serialization=True)
-        self.config.save(folder)
-        return folder
+        """Write ``rewriter_config.json``, the LoRA adapter (when there is one) and a model card into ``folder``."""
+        from ..hub.cards import save_rewriter_folder
+
+        return save_rewriter_folder(folder, self.config, self.model if self.config.has_adapter else None)
 
     def push_to_hub(
         self,

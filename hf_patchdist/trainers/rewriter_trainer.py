@@ -20,6 +20,7 @@ from ..models import DEFAULT_MODEL, base_model_record, load_model_and_tokenizer,
 from ..rewards import QA_CONTEXT_COLUMN, GroupReward, PatchReward, qa_context_value
 from ..rewriter import Rewriter, RewriterConfig, build_prompt_messages
 from ..rewriter.limits import TOO_LONG
+from ..hub.cards import save_rewriter_folder
 from ..scoring import QAScorer
 from ..verifiers import get_verifier, stage_ii_gate
 from .rewriter_grpo_config import RewriterGRPOConfig
@@ -407,14 +408,12 @@ class RewriterTrainer(GRPOTrainer):
         return summary
 
     def save_rewriter(self, folder: str | os.PathLike | None = None) -> Path:
-        """Write what ``Rewriter.from_pretrained(folder)`` loads: the LoRA adapter and ``rewriter_config.json``."""
+        """Write what ``Rewriter.from_pretrained(folder)`` loads: the LoRA adapter, ``rewriter_config.json`` and a model card."""
         folder = Path(folder or self.args.output_dir)
-        folder.mkdir(parents=True, exist_ok=True)
         if self.accelerator.is_main_process:
-            self.accelerator.unwrap_model(self.model).save_pretrained(folder, safe_serialization=True)
             config = RewriterConfig.from_dict(self.rewriter_config.to_dict())
             config.training_summary = self.training_summary()
-            config.save(folder)
+            save_rewriter_folder(folder, config, self.accelerator.unwrap_model(self.model))
         return folder
 
     # ------------------------------------------------------------------ checkpoints and logs

@@ -43,7 +43,9 @@ Reason codes (``VerificationResult.reason``):
   derived before it, ``require_grounded_operands``), ``"misquoted_fact"`` (the reasoning states a fact in the question's
   words with another number: "Bekah had to read 113 pages" for the question's 408, ``reject_misquoted_facts``), ``"contradicts_final_answer"`` (the reasoning states another answer, "The answer is 20", before
   the final line), ``"extra_final_answer_line"`` (a ``####`` line before the final one: "#### 13 = 9 + 4"), ``"too_short"``, ``"missing_intermediate_results"`` (an intermediate result of the expert answer never appears; on by
-  default since gate 8, ``min_intermediate_recall``);
+  default since gate 8, ``min_intermediate_recall``), ``"final_answer_format"`` (an otherwise feasible candidate states
+  its final answer in another form than the expert: ``####``, ``\\boxed{}`` or "The answer is"; gate 9,
+  ``match_reference_format``);
 - :class:`CallableVerifier`: ``"rejected"`` unless the callable gives its own reason.
 
 Final-answer lines, and when :meth:`Verifier.final_answer_end` reports one as complete: see

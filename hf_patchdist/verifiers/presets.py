@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-GATE_VERSION = 8
+GATE_VERSION = 10
 """Version of the gate's verdicts: bump it whenever a change to the checks can change a verdict under an
 unchanged configuration (a check fixed, words tokenised differently). The patch cache key holds it, so that
 patched sets cached under an older gate are not reused. 2: Unicode words, identity steps, copies measured
@@ -38,7 +38,10 @@ for the question's 408). 8: an expression after "increased by" (or any "by" but 
 result holds only for a quotient or product and only where the expert answer rounds too (``match_reference_rounding``:
 "16 / 6 = 3 packs" where the expert computed 18 / 6 = 3); a mixed number "1 1/2" is one number; the math verifier requires
 every intermediate result of the expert answer by default (``min_intermediate_recall=1.0``; a rewriter saved without the
-option gets it too)."""
+option gets it too). 9: an ascending "a-b" without spaces is a range ("Weeks 1-2") only after a label: at the start of a line,
+after a verb that states a result or after another "=", it is a subtraction ("The total is 300-400 = 300" fails). 10: a
+number right after "=" that begins an expression ("= 4*8 = 32") is an operand, not a result: it no longer derives a final
+answer (a final 4 whose step 32/8 was never written had passed) nor grounds a later operand."""
 
 GRPO_GATE: dict[str, Any] = {
     "name": "math",

@@ -38,6 +38,17 @@ def test_rewriter_card_metadata_and_text():
     assert "`0123abcd`" in card.text and "https://arxiv.org/abs/2602.11220" in card.text
 
 
+def test_the_card_says_how_the_adapter_was_trained():
+    grpo = build_rewriter_card(RewriterConfig(**EMBEDDED, has_adapter=True, training_summary={"global_step": 90}))
+    assert "trained with GRPO" in grpo.text and "RFT" not in grpo.text
+    rft = {"global_step": 0, "rft": {"rows": 1024, "rewritten_rows": 126, "sampled_by": "runs/round-2"}}
+    card = build_rewriter_card(RewriterConfig(**EMBEDDED, has_adapter=True, training_summary=rft))
+    assert "RFT) alone, without GRPO steps" in card.text and "trained with GRPO" not in card.text
+    assert "| rft/rewritten_rows | 126 |" in card.text
+    warm = build_rewriter_card(RewriterConfig(**EMBEDDED, has_adapter=True, training_summary={**rft, "global_step": 30}))
+    assert "as a warm start, then GRPO" in warm.text
+
+
 def test_prompted_rewriter_card_and_explicit_license():
     config = RewriterConfig(base_model="org/base-model")
     card = build_rewriter_card(config, "org/rw", license="mit")

@@ -150,6 +150,29 @@ def test_save_and_load_roundtrip(tiny_model, tiny_model_dir, tmp_path):
     assert loaded.config == RewriterConfig.from_dict(saved)
     same = Rewriter.from_pretrained(tmp_path, question_column="question", answer_column="answer")
     assert same.fingerprint() == rewriter.fingerprint()
+    card = (tmp_path / "README.md").read_text()
+    assert "hf-patchdist" in card and "Rewriter.from_pretrained" in card
+
+
+def test_save_pretrained_writes_the_rewriters_card_over_peft_template_but_keeps_a_users_card(tiny_model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from hf_patchdist.models import load_model_and_tokenizer
+
+    adapter = tmp_path / "adapter"
+    model, _ = load_model_and_tokenizer(tiny_model_dir, dtype="float32", device="cpu")
+    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
+    rewriter = Rewriter(tiny_model_dir, adapter=str(adapter), dtype="float32", device="cpu")
+    saved = rewriter.save_pretrained(tmp_path / "saved")
+    card = (saved / "README.md").read_text()
+    assert "[More Information Needed]" not in card  # PEFT's blank template is replaced
+    assert "hf-patchdist" in card and (saved / "adapter_model.safetensors").is_file()
+
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "README.md").write_text("# my notes\n")
+    rewriter.save_pretrained(own)
+    assert "# my notes" in (own / "README.md").read_text()
 
 
 def test_folder_without_config_is_refused(tmp_path):
@@ -182,6 +205,15 @@ def test_fingerprint_changes_with_options(tiny_model_dir):
     assert Rewriter(tiny_model_dir, num_candidates=2).fingerprint() != base
     assert Rewriter(tiny_model_dir, verifier="exact").fingerprint() != base
     assert Rewriter(tiny_model_dir, question_column="q", answer_column="a").fingerprint() != base
+
+
+def test_with_options_changes_selection_and_candidates_on_a_copy(tiny_model_dir):
+    rewriter = Rewriter(tiny_model_dir)
+    assert rewriter.with_options(require_lower_nll=False, num_candidates=1) is rewriter  # nothing changes
+    stricter = rewriter.with_options(num_candidates=4, require_lower_nll=True)
+    assert (stricter.config.num_candidates, stricter.config.require_lower_nll) == (4, True)
+    assert (rewriter.config.num_candidates, rewriter.config.require_lower_nll) == (1, False)
+    assert stricter.fingerprint() != rewriter.with_options(num_candidates=4).fingerprint()  # cached apart
 
 
 # GSM8K train rows 843, 844, 856, 878, 882 and 964, which the prompted rewriter (the embedded SmolLM2-135M,

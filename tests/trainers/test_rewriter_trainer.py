@@ -50,6 +50,8 @@ def test_train_save_and_load_the_rewriter(tiny_model_dir, tmp_path, fmt):
     assert saved["verifier"]["strict"] is False, "the saved rewriter trims at data-building time"
     assert saved["verifier"]["max_reference_copy"] is None, "the saved rewriter keeps the Stage II gate"
     assert (folder / "adapter_model.safetensors").is_file()
+    card = (folder / "README.md").read_text()
+    assert "hf-patchdist" in card and "[More Information Needed]" not in card, "the rewriter's card, not PEFT's template"
 
     rewriter = Rewriter.from_pretrained(folder, backend=StaticBackend(good_rewrite_for), show_progress=False)
     assert getattr(rewriter.model, "peft_config", None), "the adapter must be loaded"

@@ -31,9 +31,22 @@ def test_different_answers(a, b):
 
 
 def test_candidate_answer_forms_against_gsm8k_reference():
-    for final in ["#### 72.0", "#### \\frac{144}{2}", "#### $72", "The answer is $72.", "\\boxed{72}"]:
+    for final in ["#### 72.0", "#### \\frac{144}{2}", "#### $72"]:
         candidate = NATALIA_REWRITE.replace("#### 72", final)
         assert MathVerifier()(candidate, NATALIA["answer"]).passed, final
+    # Another final-line format is the same answer, and a target in another format than the data set's (gate 9).
+    for final in ["The answer is $72.", "\\boxed{72}"]:
+        candidate = NATALIA_REWRITE.replace("#### 72", final)
+        assert MathVerifier(match_reference_format=False)(candidate, NATALIA["answer"]).passed, final
+        assert MathVerifier()(candidate, NATALIA["answer"]).reason == "final_answer_format", final
+
+
+def test_final_answer_format_follows_the_expert_answer():
+    boxed_reference = "48 / 2 = 24 and 48 + 24 = 72, so \\boxed{72}"
+    candidate = "In May 48 / 2 = 24 clips, in all 48 + 24 = 72.\nThe answer is 72."
+    assert MathVerifier()(candidate, boxed_reference).reason == "final_answer_format"
+    assert MathVerifier()(candidate.replace("The answer is 72.", "So \\boxed{72}"), boxed_reference).passed
+    assert MathVerifier()(candidate, "In May 48 / 2 = 24 clips, in all 48 + 24 = 72.\nThe answer is 72.").passed
 
 
 def test_math_verify_works_outside_the_main_thread():

@@ -32,7 +32,9 @@ _DONE = "\nThat counts both months.\n#### 72"
 )
 def test_derived_final_answers_pass(candidate):
     # 361 and 1.44 are made up to test rounding: the grounded-operand check is not what this is about.
-    result = MathVerifier(min_length_ratio=0, require_grounded_operands=False, min_intermediate_recall=None)(candidate, NATALIA["answer"], question=NATALIA["question"])
+    # The final-line form (#### or \\boxed against GSM8K's ####) is match_reference_format's own test.
+    verifier = MathVerifier(min_length_ratio=0, require_grounded_operands=False, min_intermediate_recall=None, match_reference_format=False)
+    result = verifier(candidate, NATALIA["answer"], question=NATALIA["question"])
     assert result.passed, (result.reason, result.detail)
 
 
@@ -50,7 +52,7 @@ def test_derived_final_answers_pass(candidate):
 def test_underived_final_answers_fail(candidate):
     result = MathVerifier(min_length_ratio=0)(candidate, NATALIA["answer"], question=NATALIA["question"])
     assert result.reason == "answer_not_derived", (result.reason, result.detail)
-    assert MathVerifier(min_length_ratio=0, require_derived_answer=False)(candidate, NATALIA["answer"]).passed
+    assert MathVerifier(min_length_ratio=0, require_derived_answer=False, match_reference_format=False)(candidate, NATALIA["answer"]).passed
 
 
 ZIP = {
@@ -92,3 +94,43 @@ def test_a_second_answer_line_before_the_final_one_fails(strict):
     result = MathVerifier(min_length_ratio=0, strict=strict)(leak, reference, question=question)
     assert result.reason == "extra_final_answer_line" and "#### 6 = 2 x 3" in result.detail
     assert MathVerifier(min_length_ratio=0, strict=strict)("He walks 2 x 3 = 6 meters.\n#### 6", reference, question=question).passed
+
+
+ANTONIO = {
+    "question": "Antonio is preparing a meal of spaghetti and meatballs for his family.  His recipe for meatballs calls for 1/8 of a pound of hamburger per meatball.  Antonio has 8 family members, including himself.  If he uses 4 pounds of hamburger to make meatballs, and each member of the family eats an equal number of meatballs, how many meatballs will Antonio eat?",
+    "answer": "If one meatball is made from 1/8 pound of hamburger meat, then 4 pounds of hamburger meat will make 4/(1/8)=4*8=<<4/(1/8)=32>>32 meatballs.\n32 meatballs divided amongst 8 family members is 32/8=<<32/8=4>>4 meatballs per family member.\n#### 4",
+}
+
+
+@pytest.mark.parametrize(
+    "candidate, reference, question",
+    [
+        # Accepted from the committed rewriter's best-of-8 under gate 9: 32/8 is never computed; the 4 of "= 4*8" is an operand.
+        (
+            "One meatball is made from 1/8 pound of hamburger meat.\n\nSo, 4 pounds of hamburger meat will make 4/(1/8) = 4*8 = 32 meatballs.\n\n#### 4",
+            ANTONIO["answer"],
+            ANTONIO["question"],
+        ),
+        # A running-computation reading that is false ("48 + 48 + 48 = 72") derives nothing when the full reading holds.
+        ("In May she sold 48 / 2 = 24 clips.\nTwo Aprils would be 48 + 48 + 48 = 72 * 2 = 144 clips.\n#### 72", NATALIA["answer"], NATALIA["question"]),
+    ],
+)
+def test_an_operand_after_equals_does_not_derive_the_final_answer(candidate, reference, question):
+    result = MathVerifier(min_length_ratio=0)(candidate, reference, question=question)
+    assert result.reason == "answer_not_derived", (result.reason, result.detail)
+
+
+@pytest.mark.parametrize(
+    "candidate",
+    [
+        # A running computation: its first number after "=" is the result of what comes before.
+        "In May she sold 48 / 2 = 24 clips.\nIn all she sold 48 + 24 = 72 * 1 = 72 clips.\n#### 72",
+        "In May she sold 48 / 2 = 24 clips.\nIn all she sold 24 + 48 = 72 clips in two months.\n#### 72",
+        # A number after "=" that ends a sentence or is followed by a word, not by an operand.
+        "In May she sold 48 / 2 = 24 clips.\nIn all she sold 48 + 24 = 72 times.\n#### 72",
+    ],
+)
+def test_results_after_equals_still_derive(candidate):
+    verifier = MathVerifier(min_length_ratio=0, min_intermediate_recall=None, match_reference_format=False)
+    result = verifier(candidate, NATALIA["answer"], question=NATALIA["question"])
+    assert result.reason != "answer_not_derived", (result.reason, result.detail)

@@ -130,6 +130,14 @@ def test_wrong_equation_on_the_way_to_the_right_answer_fails():
         # A mixed number on the right is one number (GSM8K train row 802 writes "2 - 1/2 = 1 1/2").
         ("so the birds eat 2 - 1/2 = 1 1/2 cups", True),
         ("so the birds eat 2 - 1/2 = 1 1/4 cups", False),
+        # An ascending "a-b" is a range only with its label; stating a result, it is a subtraction (gate 9: "The total
+        # number of cars is 300-400 = 300 cars" passed in the RFT rewriter's best-of-8 rewrites).
+        ("The total number of cars is 300-400 = 300 cars.", False),
+        ("So 300-400 = 300", False),
+        ("300-400 = 300 cars", False),
+        ("x = 300-400 = 300", False),
+        ("Weeks 1-2 = 10 hours of practice", True),
+        ("The total is 400-300 = 100 cars", True),
     ],
 )
 def test_equations_are_checked(line, accepted):

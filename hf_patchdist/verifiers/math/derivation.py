@@ -33,7 +33,10 @@ from .arithmetic import (
     _SkipEquation,
     _tokenize_runs,
 )
-from .equations import _find_equations
+from .equations import _equation_holds, _find_equations
+
+# Which reading of an equation holds, for what it derives: the verifier's default tolerance (equation_rel_tol).
+_DERIVATION_REL_TOL = 1e-3
 
 
 def _bare_expressions(line: str) -> Iterator[tuple]:
@@ -74,7 +77,11 @@ def _assigned_values(line: str) -> Iterator[float]:
                 yield from _readings(node)
 
 
-_AFTER_EQUALS_RE = re.compile(r"=\s*\$?\s*((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)(?:\s?%)?|\.\d+)")
+# A number right after "=" that does not begin an expression: in "4/(1/8) = 4*8 = 32" the 4 after "=" is an operand of
+# "4*8", not a result (it had passed as the derivation of a final answer 4 whose step, 32/8, was never written).
+_AFTER_EQUALS_RE = re.compile(
+    r"=\s*\$?\s*((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)(?:\s?%)?|\.\d+)(?!\.?\d|,\d)(?!\s?%?\s*(?:[-+*/^×÷x]|times\b|plus\b|minus\b)\s*(?:[$(\d]|\.\d))"
+)
 
 
 def _derived_results(text: str) -> list[float]:
@@ -87,7 +94,10 @@ def _derived_results(text: str) -> list[float]:
     """
     values: list[float] = []
     for equation in _find_equations(text):
-        for rhs, _source in equation.rhs_options:
+        # Of an equation's readings, those that hold: "4/(1/8) = 4*8" derives 32 (4*8), not 4 (its running-computation
+        # reading, which is false). One that holds in no reading is wrong_equation's business; all its readings count.
+        holding = [rhs for rhs, _source in equation.rhs_options if _equation_holds(equation.lhs, rhs, _DERIVATION_REL_TOL)[0]]
+        for rhs in holding or [rhs for rhs, _source in equation.rhs_options]:
             values.extend(_readings(rhs))
     # Any number written right after "=", whatever its left side ("Losses = 30", "10:00-00:00 = 10").
     for match in _AFTER_EQUALS_RE.finditer(text):

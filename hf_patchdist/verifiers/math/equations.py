@@ -63,6 +63,15 @@ _SCALING_WORDS = frozenset(
     "times percent tenth tenths".split()
 )
 
+# "Weeks 1-2 = 10 hours" is a range with a label; "The total is 300-400 = 300" and "So 300-400 = 300" are
+# subtractions that do not hold. A range needs its label: at the start of a line (after a connective) or
+# after a verb that states a result, or after another "=", an ascending "a-b" is a subtraction (gate 9).
+_RESULT_CONTEXT_RE = re.compile(
+    r"(?:^|\b(?:is|are|was|were|be|been|equals?|so|then|thus|therefore|hence|gives?|makes?|leaves?|means|that's|"
+    r"which's|totals?|altogether))\W*$",
+    re.IGNORECASE,
+)
+
 
 class _Equation(NamedTuple):
     lhs_source: str  # the left side as written (for messages)
@@ -101,7 +110,7 @@ def _equations_in_line(line: str) -> Iterator[_Equation]:
             after = line[right[-1].end : right[-1].end + 1]
             if right[-1].kind == "op" or after.isalpha() or any(t.code for t in (*left, *right)):
                 continue
-            if _is_range(left):
+            if _is_range(left) and k == 0 and not _RESULT_CONTEXT_RE.search(line[:run_start]):
                 continue
             lhs = _Parser(left).parse()
             if lhs is None:

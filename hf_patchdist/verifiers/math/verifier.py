@@ -51,6 +51,9 @@ _EXPRESSION_RE = re.compile(
 )
 
 
+_FORMAT_NAMES = {"hash": "'#### <answer>'", "boxed": "\\boxed{}", "answer_is": "'The answer is <answer>'"}
+
+
 class MathVerifier(Verifier):
     """Gate for math word problems (GSM8K, MATH-style ``\\boxed{}`` answers).
 
@@ -138,6 +141,11 @@ class MathVerifier(Verifier):
             states a rounded result too. A rewrite that drops a term can land on the expert's whole answer by
             rounding ("13 + 3 = 16 pouches ... 16 / 6 = 3 packs" for the expert's 18 / 6 = 3); where the expert
             computes exactly, so must the rewrite. An expert answer judged against itself is unaffected.
+        match_reference_format: Fail with ``"final_answer_format"`` when the final answer is not stated as the
+            expert states it (``####``, ``\\boxed{}`` or "The answer is"): the rewrite becomes an SFT target, and a
+            patched set that mixes formats teaches the model to answer in a form the data set's evaluation may not
+            read. Best-of-K and expert iteration amplified "The answer is 10." in place of GSM8K's "#### 10" (3 of 48
+            rewrites of the first RFT round, 11 of 127 of the second).
         reject_repeated_equations: Fail with ``"repeated_equation"`` when the same equation is
             written on two lines, unless the expert answer repeats it too (a rewriter that repeats
             its last step gets a longer, cheaper target without more reasoning).
@@ -176,6 +184,7 @@ class MathVerifier(Verifier):
         require_grounded_operands: bool = True,
         reject_misquoted_facts: bool = True,
         match_reference_rounding: bool = True,
+        match_reference_format: bool = True,
         **gate_options: Any,
     ) -> None:
         super().__init__(strict=strict, **gate_options)
@@ -200,6 +209,7 @@ class MathVerifier(Verifier):
         self.require_grounded_operands = bool(require_grounded_operands)
         self.reject_misquoted_facts = bool(reject_misquoted_facts)
         self.match_reference_rounding = bool(match_reference_rounding)
+        self.match_reference_format = bool(match_reference_format)
 
     def final_answer_end(self, text: str, final: bool = False) -> int | None:
         """Index after the final-answer line (``####``, ``\\boxed{}``, "The answer is X"), or None.
@@ -232,6 +242,7 @@ class MathVerifier(Verifier):
             "require_grounded_operands": self.require_grounded_operands,
             "reject_misquoted_facts": self.reject_misquoted_facts,
             "match_reference_rounding": self.match_reference_rounding,
+            "match_reference_format": self.match_reference_format,
         }
 
     def _check(self, text: str, reference: str, question: str | None) -> VerificationResult:
@@ -337,6 +348,15 @@ class MathVerifier(Verifier):
                         f"{len(recalled)}/{len(expected_values)} of the expert's intermediate results "
                         f"appear (missing: {', '.join(missing)})",
                     )
+        # Last: a candidate that fails on its substance is reported for that, not for its final line's form.
+        if self.match_reference_format:
+            reference_final = _locate_final_line(reference, _MATH_KINDS, final=True)
+            if reference_final is not None and reference_final.kind != located.kind:
+                return _fail(
+                    "final_answer_format",
+                    text,
+                    f"the final answer is written as {_FORMAT_NAMES[located.kind]}, the expert's as {_FORMAT_NAMES[reference_final.kind]}",
+                )
         return VerificationResult(passed=True, reason="", text=text)
 
     def _own_word_count(self, text: str, question: str | None) -> int:
