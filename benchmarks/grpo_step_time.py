@@ -160,7 +160,16 @@ def summarize(results: dict) -> dict:
         decode_loop_over_generate=ratios[CANDIDATE],
         control_fails_goal=ratios[CONTROL] > GOAL_RATIO,
         fastest_engine=min(times, key=times.get),
+        generation_share_of_step={
+            name: round(statistics.median(g / s for g, s in zip(r["generation_seconds"][1:], r["step_seconds"][1:])), 3)
+            for name, r in results.items()
+            if "step_seconds" in r
+        },
     )
+    # No rollout engine can make a step faster than its non-generation part (log-probabilities, reference
+    # forward, loss and backward): the ratio the control's steps would reach if generation cost nothing.
+    share = summary["generation_share_of_step"]
+    summary["bound_with_free_generation"] = round(1 - share[CONTROL], 3) if CONTROL in share else None
     summary["meets_goal"] = bool(summary["control_fails_goal"] and ratios[CANDIDATE] <= GOAL_RATIO)
     return summary
 

@@ -65,7 +65,8 @@ def test_rewriter_vs_prompted_goal_needs_both_parts():
 
 def step_times(generate, decode_loop, batching=None):
     results = {
-        "trl_generate": {"median_step_seconds": generate, "median_generation_seconds": generate / 2},
+        "trl_generate": {"median_step_seconds": generate, "median_generation_seconds": generate / 2,
+                         "step_seconds": [9.0, generate, generate], "generation_seconds": [8.0, generate / 2, generate * 0.4]},
         "decode_loop": {"median_step_seconds": decode_loop, "median_generation_seconds": decode_loop / 4},
     }
     results["trl_continuous_batching"] = {"error": "RuntimeError: no"} if batching is None else {"median_step_seconds": batching, "median_generation_seconds": batching}
@@ -77,6 +78,8 @@ def test_grpo_step_time_met_at_half_the_generate_step_and_the_control_fails():
     assert summary["decode_loop_over_generate"] == 0.45 and summary["step_time_over_generate"]["trl_generate"] == 1.0
     assert summary["control_fails_goal"] and summary["meets_goal"] is True
     assert summary["fastest_engine"] == "decode_loop" and "trl_continuous_batching" not in summary["median_step_seconds"]
+    # The warm-up step is left out: the control's generation shares are 0.5 and 0.4, so free generation gives 0.55x.
+    assert summary["generation_share_of_step"] == {"trl_generate": 0.45} and summary["bound_with_free_generation"] == 0.55
 
 
 def test_grpo_step_time_not_met_above_half_or_without_the_control():

@@ -113,10 +113,10 @@ class RewriterGRPOConfig(GRPOConfig):
             batch. It samples with ``temperature``, ``top_p`` and ``top_k`` and refuses ``min_p``,
             ``repetition_penalty`` and ``generation_kwargs``, which it does not apply. ``"trl"``: TRL's own generation
             (``model.generate`` on the K-times repeated prompts, or its continuous batching with
-            ``use_transformers_continuous_batching``, or vLLM with ``use_vllm``). ``None`` is ``"trl"`` for now: the
-            first CPU measurement (``benchmarks/results/grpo_step_time.json``) ran on a loaded machine and did not
-            show the decode loop faster per step, so the default stays what it was until a clean run says
-            otherwise. A ``rollout_func`` passed to the trainer wins over this field.
+            ``use_transformers_continuous_batching``, or vLLM with ``use_vllm``). ``None`` is ``"trl"``: on the example's settings on a
+            2-core CPU (``benchmarks/results/grpo_step_time.json``) TRL's ``generate`` steps took 43.6 s, the decode loop's 45.6 s;
+            with 2 prompts of K = 4 a step there is little prefill to share, and generation is under half of a step.
+            A ``rollout_func`` passed to the trainer wins over this field.
         rollout_stop_at_final_answer (`bool`, defaults to `True`):
             With the decode loop, end a completion at the end of its final-answer line (the gate's
             ``final_answer_end``), as the Rewriter does at Stage II; TRL's ``generate`` runs on to the end-of-sequence
@@ -217,7 +217,7 @@ def resolve_rollout_engine(args: RewriterGRPOConfig) -> str:
     unsupported = unsupported_sampling_options(args)
     masked = args.mask_truncated_completions and args.rollout_stop_at_final_answer
     if engine is None:
-        # Stays TRL's generation until benchmarks/grpo_step_time.py shows the decode loop faster on a quiet machine.
+        # TRL's generation: the decode loop was not faster per step on a quiet 2-core CPU (benchmarks/grpo_step_time.py).
         return "trl"
     if engine == "decode_loop":
         if others:
