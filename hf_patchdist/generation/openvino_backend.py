@@ -133,7 +133,9 @@ class OpenVINOBackend(TokenIdBackend):
         max_num_batched_tokens: Tokens per scheduler step (prompt chunks and decoded tokens together).
         max_num_seqs: Sequences decoded together at most.
         seed: Seed of the sampling: each request's ``rng_seed`` is drawn from a generator seeded with it, so two
-            backends with the same seed sample the same candidates call after call. None: drawn from the system.
+            backends with the same seed sample the same candidates call after call. None: drawn from Python's global
+            generator at each call, so ``transformers.set_seed`` (which seeds it) makes a run repeatable, as it does
+            for the transformers backend.
         trust_remote_code: Allow a model with its own modelling code to be loaded for conversion.
 
     Example:
@@ -195,7 +197,8 @@ class OpenVINOBackend(TokenIdBackend):
         self.pipeline = openvino_genai.ContinuousBatchingPipeline(
             str(self.model_path), scheduler_config(cache_size_gb, max_num_batched_tokens, max_num_seqs), "CPU", properties
         )
-        self._random = random.Random(seed)
+        # The module itself when no seed is given: its global generator is the one transformers.set_seed seeds.
+        self._random = random.Random(seed) if seed is not None else random
         self._next_request = 0
         self.last_token_ids: list[list[list[int]]] = []  # per prompt, per candidate: the new tokens of the last call
         self._piece_has_newline: dict[int, bool] = {}

@@ -129,6 +129,19 @@ def test_seed_makes_sampling_repeatable(ov_backend, prompts):
 
 
 @requires_openvino
+def test_without_a_seed_set_seed_makes_sampling_repeatable(ov_backend, prompts):
+    from transformers import set_seed
+
+    sampling = GenerationSettings(max_new_tokens=12, do_sample=True, temperature=2.0)
+    backend = OpenVINOBackend(ov_backend.model_path, **SMALL)
+    runs = []
+    for seed in (5, 5, 6):
+        set_seed(seed)
+        runs.append(backend.generate(prompts, num_candidates=2, settings=sampling))
+    assert runs[0] == runs[1] and runs[2] != runs[0]
+
+
+@requires_openvino
 def test_adapter_is_merged_and_converted_once(sharp_model_dir, sharp_model, prompts, tmp_path):
     from peft import LoraConfig, PeftModel, get_peft_model
 
