@@ -161,23 +161,23 @@ def main() -> None:
                 for row in rows
             ]
             stats["require_lower_nll"]["acceptance_without_half_copies"] = cell(own_words, K, True)["acceptance"]
-            kept = [select_target(row, k=K, require_lower_nll=True) for row in rows]
-            kept = [c.text for c in kept if c.source == "rewrite"]
+            chosen = [select_target(row, k=K, require_lower_nll=True) for row in rows]
+            kept = [c.text for c in chosen if c.source == "rewrite"]
             stats["require_lower_nll"]["equation_list_share"] = sum(map(is_equation_list, kept)) / len(kept) if kept else None
             rejected = Counter(c.reason for row in rows for c in row.candidates if not c.passed)
             work = output.with_name(output.stem)
             work.mkdir(parents=True, exist_ok=True)
             (work / f"{key}.json.gz").write_bytes(gzip.compress(json.dumps([asdict(row) for row in rows]).encode()))
             result["cells"][key] = {**stats, "seconds": round(seconds, 1), "rejected_candidates": dict(rejected.most_common())}
-            readable[key] = []
-            for example, row in zip(examples, rows):
-                chosen = select_target(row, k=K, require_lower_nll=True)
-                if chosen.source == "rewrite" and len(readable[key]) < 15:
-                    readable[key].append({
-                        "question": example.question, "expert": example.answer, "rewrite": chosen.text,
-                        "nll_expert": row.original_nll, "nll_rewrite": chosen.nll,
-                        "similarity_to_expert": reference_similarity(chosen.text, example.answer),
-                    })
+            readable[key] = [
+                {
+                    "question": example.question, "expert": example.answer, "rewrite": target.text,
+                    "nll_expert": row.original_nll, "nll_rewrite": target.nll,
+                    "similarity_to_expert": reference_similarity(target.text, example.answer),
+                }
+                for example, row, target in zip(examples, rows, chosen)
+                if target.source == "rewrite"
+            ][:15]
 
     full, equations = (result["cells"][f"prompted_{view}"]["require_lower_nll"] for view in ("full", "equations"))
     result.update(

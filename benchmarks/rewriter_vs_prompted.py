@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # best_of_k
 
-from best_of_k import GOALS, goals_met, similarity_histogram  # noqa: E402
+from best_of_k import GOALS, HALF_COPY, goals_met, similarity_histogram  # noqa: E402
 from datasets import load_dataset
 from transformers import set_seed
 
@@ -70,7 +70,7 @@ def half_copy_share(accepted: list[dict]) -> float | None:
     """Share of the accepted rewrites that keep half or more of the expert answer's words in order."""
     if not accepted:
         return None
-    return sum(value >= 0.5 for value in similarities(accepted)) / len(accepted)
+    return sum(value >= HALF_COPY for value in similarities(accepted)) / len(accepted)
 
 
 def issue_goals(result: dict) -> dict:
@@ -107,7 +107,7 @@ def plot(result: dict, examples: dict, path: Path) -> None:
             share = result.get(f"half_copy_share_{name}{suffix}")
             label = f"{'trained' if name == 'rl' else 'prompted'}: {len(values)} accepted" + (f", {share:.0%} keep >= half" if share is not None else "")
             axis.hist(values, bins=bins, alpha=0.55, color=color, label=label)
-        axis.axvline(0.5, color="red", linestyle=":", label="half the expert's words")
+        axis.axvline(HALF_COPY, color="red", linestyle=":", label="half the expert's words")
         axis.set_title(f"{'greedy' if key == 'k1' else 'best-of-' + key[1:]}: accepted rewrites")
         axis.set_xlabel("share of the expert answer's words kept in order")
         axis.set_ylabel("rewrites")

@@ -35,9 +35,6 @@ from .arithmetic import (
 )
 from .equations import _equation_holds, _find_equations
 
-# Which reading of an equation holds, for what it derives: the verifier's default tolerance (equation_rel_tol).
-_DERIVATION_REL_TOL = 1e-3
-
 
 def _bare_expressions(line: str) -> Iterator[tuple]:
     """Arithmetic expressions ``a op b`` of one line that are not part of an equation (parsed)."""
@@ -84,10 +81,11 @@ _AFTER_EQUALS_RE = re.compile(
 )
 
 
-def _derived_results(text: str) -> list[float]:
+def _derived_results(text: str, rel_tol: float) -> list[float]:
     """What a solution computes.
 
-    The right side of each equation (every reading: a running computation, cents, ``%``), any
+    The right side of each equation (the readings that hold within ``rel_tol``, the verifier's ``equation_rel_tol``,
+    or every reading when none does: a running computation, cents, ``%``), any
     number written right after "=", every value given to a one-letter unknown ("20 = A",
     "Y = 6/3"), and the value of the last arithmetic expression that is not part of an equation
     ("In all 48 + 24 clips").
@@ -96,7 +94,7 @@ def _derived_results(text: str) -> list[float]:
     for equation in _find_equations(text):
         # Of an equation's readings, those that hold: "4/(1/8) = 4*8" derives 32 (4*8), not 4 (its running-computation
         # reading, which is false). One that holds in no reading is wrong_equation's business; all its readings count.
-        holding = [rhs for rhs, _source in equation.rhs_options if _equation_holds(equation.lhs, rhs, _DERIVATION_REL_TOL)[0]]
+        holding = [rhs for rhs, _source in equation.rhs_options if _equation_holds(equation.lhs, rhs, rel_tol)[0]]
         for rhs in holding or [rhs for rhs, _source in equation.rhs_options]:
             values.extend(_readings(rhs))
     # Any number written right after "=", whatever its left side ("Losses = 30", "10:00-00:00 = 10").

@@ -303,13 +303,13 @@ class MathVerifier(Verifier):
             final_value = _numeric_value(located.answer)
             if (
                 final_value is not None
-                and not any(_is_result(final_value[0], v) for v in _derived_results(worked))
+                and not any(_is_result(final_value[0], v) for v in _derived_results(worked, self.equation_rel_tol))
                 # A conclusion that only states the answer ("Thus, Brad's zip code is 11026.") is enough where the
                 # expert answer does not compute it either; where the expert computes it, so must the rewrite
                 # ("so he buys 2*2 = 4 cookies. Ben spent $108." is no derivation of 108).
                 and not (
                     _stated_in_conclusion(text[: located.start], final_value[0], question)
-                    and not _reference_derives(reference, final_value[0])
+                    and not _reference_derives(reference, final_value[0], self.equation_rel_tol)
                 )
             ):
                 return _fail(
@@ -400,11 +400,11 @@ class MathVerifier(Verifier):
         return steps
 
 
-def _reference_derives(reference: str, answer: float) -> bool:
+def _reference_derives(reference: str, answer: float, rel_tol: float) -> bool:
     """Whether the expert answer's reasoning computes ``answer`` (an equation or expression with that result)."""
     located = _locate_final_line(reference, _MATH_KINDS, final=True)
     worked = reference[: located.start] if located else reference
-    return any(_is_result(answer, v) for v in _derived_results(worked))
+    return any(_is_result(answer, v) for v in _derived_results(worked, rel_tol))
 
 
 # A GSM8K answer marker in the reasoning: only the final line may start with "####".
