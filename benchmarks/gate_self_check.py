@@ -106,9 +106,24 @@ LEAKS = {
     # Gate 10: the final answer only as the first operand after "=" ("4/(1/8) = 4*8 = 32 meatballs. #### 4", accepted from the
     # committed RFT rewriter): read as a running computation's result although that reading is false.
     "operand_after_equals_read_as_result": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nTwo Aprils would be 48 + 48 + 48 = 72 * 2 = 144 clips.\n#### 72"),
+    # Gate 11, all three from reading accepted best-of-8 rewrites of the trained rewriter. A mixed number on the left
+    # made the equation unreadable, so it was skipped ("21 * 1 1/2 = 21 birds").
+    "mixed_number_on_the_left": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nIn all: 48 + 24 = 72 clips, 2 * 1 1/2 = 2 boxes of them.\n#### 72"),
+    # Gate 11: a false equation within the old relative tolerance of 1e-3 ("825-.2 = 825 - 165").
+    "false_equation_within_tolerance": (
+        "stage_ii",
+        "In May she sold 48 / 2 = 24 clips.\nIn all: 48 + 24 = 72 clips.\nOver 24 days that is 72 * 24 = 1728 clips, and 1728 + 1 = 1728 with the spare.\n#### 72",
+    ),
+    # Gate 11: an equation no value of its unknown solves ("x = 7 + x" four times, then "#### 7").
+    "unknown_that_cancels": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nIn all: 48 + 24 = 72 clips.\nx = 7 + x\nx = 7 + x\n#### 72"),
 }
 """Candidates for the GSM8K "Natalia" row that passed a gate (named beside each): of issue 14 (GRPO gate) and
 of the best-of-K work (Stage II gate)."""
+
+
+def _relative(path: str) -> str:
+    """``path`` relative to the repository (the shared data as ../shared/...): results must not name this host's folders."""
+    return os.path.relpath(Path(path).resolve(), REPO)
 
 
 def gates() -> dict[str, dict]:
@@ -258,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     result = {
         "benchmark": "gate_self_check",
-        "data": args.data,
+        "data": [_relative(path) for path in args.data],
         "answers": len(rows),
         "baseline_commit": baseline_sha,
         "commit": head,
@@ -271,7 +286,7 @@ def main(argv: list[str] | None = None) -> dict:
         "leaks_before": before["leaks"],
         "leaks_after": after["leaks"],
         "per_gate": per_gate,
-        "rewrites": {"source": args.rewrites, "count": len(rewrites), "per_gate": rewrite_changes},
+        "rewrites": {"source": _relative(args.rewrites), "count": len(rewrites), "per_gate": rewrite_changes},
         "seconds_before": before["seconds"],
         "seconds_after": after["seconds"],
         "wall_s": round(time.perf_counter() - start, 1),

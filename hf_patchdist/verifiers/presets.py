@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-GATE_VERSION = 10
+GATE_VERSION = 11
 """Version of the gate's verdicts: bump it whenever a change to the checks can change a verdict under an
 unchanged configuration (a check fixed, words tokenised differently). The patch cache key holds it, so that
 patched sets cached under an older gate are not reused. 2: Unicode words, identity steps, copies measured
@@ -41,7 +41,9 @@ every intermediate result of the expert answer by default (``min_intermediate_re
 option gets it too). 9: an ascending "a-b" without spaces is a range ("Weeks 1-2") only after a label: at the start of a line,
 after a verb that states a result or after another "=", it is a subtraction ("The total is 300-400 = 300" fails). 10: a
 number right after "=" that begins an expression ("= 4*8 = 32") is an operand, not a result: it no longer derives a final
-answer (a final 4 whose step 32/8 was never written had passed) nor grounds a later operand."""
+answer (a final 4 whose step 32/8 was never written had passed) nor grounds a later operand. 11: a mixed number "1 1/2" on
+the left side is read ("21 * 1 1/2 = 21 birds" was skipped); ``equation_rel_tol`` defaults to 1e-6 and a stated decimal holds
+when correctly rounded ("825 - .2 = 825" held within 1e-3); an equation that no value of its one unknown solves fails ("x = 7 + x")."""
 
 GRPO_GATE: dict[str, Any] = {
     "name": "math",

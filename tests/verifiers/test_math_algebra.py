@@ -38,6 +38,24 @@ def test_a_value_that_does_not_solve_the_equation_fails(text, shown):
     assert first_unsolved_algebra(text) == shown
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        # The trained rewriter's best-of-8 with the expert's equations shown: "x = 7 + x" four times, then "#### 7".
+        ("x = 7 + x\nx = 7 + x\n#### 7", "x = 7 + x holds for no value of x"),
+        ("Let n be the boxes: 2n + 3 = 2n + 5.", "2 n + 3 = 2 n + 5 holds for no value of n"),
+    ],
+)
+def test_an_equation_no_value_can_solve_fails(text, shown):
+    assert first_unsolved_algebra(text) == shown
+
+
+# GSM8K train row 6368: its sides differ by about 360,000 at any A, which a relative tolerance would call constant.
+@pytest.mark.parametrize("text", ["x + x = 2x", "Let x + 5 = 12 be the equation.", "y = 3y - 2y", "6A - $110,000 = $250,000."])
+def test_an_identity_or_a_solvable_equation_without_a_value_is_not_judged(text):
+    assert first_unsolved_algebra(text) is None
+
+
 def test_an_unknown_given_two_values_fails():
     # An accepted RFT rewrite (GRPO gate, gate 6): "Sam ran X = 6 / 3 = 2 miles / He walked X = 2 * 6 = 12 miles".
     assert first_unsolved_algebra("Sam ran X = 6 / 3 = 2 miles\nHe walked X = 2 * 6 = 12 miles") == "X is given two values, 2 and 12"

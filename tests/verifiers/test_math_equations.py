@@ -138,6 +138,17 @@ def test_wrong_equation_on_the_way_to_the_right_answer_fails():
         ("x = 300-400 = 300", False),
         ("Weeks 1-2 = 10 hours of practice", True),
         ("The total is 400-300 = 100 cars", True),
+        # A mixed number on the left is one number too; the equation was skipped unread before gate 11 ("21 * 1 1/2 =
+        # 21 birds" passed in the trained rewriter's best-of-8 rewrites).
+        ("Ivan's feeder feeds 14 * 1 1/2 = 21 birds", True),
+        ("Ivan's feeder feeds 21 * 1 1/2 = 21 birds", False),
+        ("It takes 2 1/4 + 3/4 = 3 hours", True),
+        # A whole number gets no relative margin (gate 11; "825-.2 = 825 - 165" held within 1e-3); stated decimals
+        # hold when correctly rounded.
+        ("So that means he pays 825-.2 = 825", False),
+        ("She reads 1000 + 1 = 1000 pages", False),
+        ("Each load is 100 / 15 = 6.67 kilograms", True),
+        ("Each load is 100 / 15 = 6.68 kilograms", False),
     ],
 )
 def test_equations_are_checked(line, accepted):

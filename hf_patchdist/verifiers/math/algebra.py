@@ -167,11 +167,35 @@ def _side_value(side: tuple[_Piece, ...], values: dict[str, float]) -> float | N
         return None
 
 
+def _holds_for_no_value(equation: _AlgebraEquation, rel_tol: float) -> str | None:
+    """Detail when ``equation`` (one unknown) is false whatever its unknown is ("x = 7 + x"), else None.
+
+    The two sides differ by the same non-zero amount at three values of the unknown: the unknown cancels and what
+    is left is a false statement between numbers. A rewrite that wrote "x = 7 + x" four times and then "#### 7"
+    passed the gate (the trained rewriter, best-of-8 with the expert's equations shown; gate 10).
+    """
+    (letter,) = equation.unknowns
+    differences = []
+    for value in (1.0, 2.0, 3.0):
+        sides = [_side_value(side, {letter: value}) for side in equation.sides]
+        if any(side is None for side in sides):
+            return None
+        differences.append(sides[0] - sides[-1])
+    # Float noise only: a relative tolerance would call "6A - 110000 = 250000" constant (its sides differ by
+    # about 360,000 whatever A is, within 1e-3), and GSM8K train row 6368 writes exactly that.
+    constant = all(math.isclose(d, differences[0], rel_tol=1e-9, abs_tol=1e-9) for d in differences[1:])
+    if constant and not math.isclose(differences[0], 0.0, rel_tol=rel_tol, abs_tol=1e-6):
+        return f"{equation.source} holds for no value of {letter}"
+    return None
+
+
 def first_unsolved_algebra(text: str, rel_tol: float = 1e-3) -> str | None:
     """Detail for the first algebra equation that the values ``text`` gives its unknowns do not solve, or None.
 
-    An unknown given two different values fails first ("X = 2" and later "X = 12"). Equations with an unknown that
-    gets no value are not judged (nothing to check them against).
+    An unknown given two different values fails first ("X = 2" and later "X = 12"). An equation whose one unknown
+    gets no value is judged only where no value could solve it ("x = 7 + x"); otherwise there is nothing to check it
+    against. ``rel_tol`` is looser than the equation check's: values given to unknowns are often rounded ("x = 20/3 =
+    6.67").
 
     Example:
         ```python
@@ -189,6 +213,10 @@ def first_unsolved_algebra(text: str, rel_tol: float = 1e-3) -> str | None:
         if other is not None:
             return f"{letter} is given two values, {given[0]:g} and {other:g}"
     for equation in equations:
+        if len(equation.unknowns) == 1 and not equation.unknowns <= values.keys():
+            contradiction = _holds_for_no_value(equation, rel_tol)
+            if contradiction is not None:
+                return contradiction
         if not equation.unknowns or not equation.unknowns <= values.keys():
             continue
         letters = sorted(equation.unknowns)

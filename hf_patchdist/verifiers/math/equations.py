@@ -127,7 +127,7 @@ def _equations_in_line(line: str) -> Iterator[_Equation]:
                     yield reversed_equation
                 continue
             options: list[tuple[tuple, str]] = []
-            full = _Parser(right).parse() or _mixed_number(right)
+            full = _Parser(right).parse()
             if full is not None:
                 options.append((full, line[right[0].start : right[-1].end]))
             # Running computations "5 + 3 = 8 * 2 = 16": the right side is its first number.
@@ -142,17 +142,6 @@ def _equations_in_line(line: str) -> Iterator[_Equation]:
                 # "$2.50 - $2.24 = 26 cents": dollars on the left, cents on the right.
                 options.extend((("bin", "/", rhs, ("num", 100.0, False, 0)), src) for rhs, src in list(options))
             yield _Equation(line[left[0].start : tokens[eq].start].strip(), lhs, tuple(options))
-
-
-def _mixed_number(tokens: Sequence[_Tok]) -> tuple | None:
-    """``1 1/2`` as one number, else None: a right side the expression parser leaves unread ("2 - 1/2 = 1 1/2 cups"),
-    whose first number alone held only as a rounding until gate 8 stopped rounding differences."""
-    if len(tokens) != 4 or [t.kind for t in tokens] != ["num", "num", "op", "num"] or tokens[2].value != "/":
-        return None
-    whole, numerator, _slash, denominator = tokens
-    if tokens[2].spaced or denominator.spaced or any(t.pct or t.decimals for t in tokens if t.kind == "num"):
-        return None
-    return ("bin", "+", ("num", whole.value, False, 0), ("paren", ("bin", "/", ("num", numerator.value, False, 0), ("num", denominator.value, False, 0))))
 
 
 def _reversed_equation(
@@ -197,9 +186,13 @@ def _equation_holds(lhs: tuple, rhs: tuple, rel_tol: float, rounding: bool = Tru
                 return True, None
             if math.isclose(left, right, rel_tol=rel_tol, abs_tol=1e-9):
                 return True, left
+            scale = 0.01 if (literal is not None and literal[2] and right_mode) else 1.0
+            decimals = literal[3] if literal is not None else 0
+            if decimals > 0 and abs(left - right) <= 0.5 * 10.0**-decimals * scale * (1 + 1e-9):
+                # Correctly rounded to the stated decimals ("100 / 15 = 6.67"): exact as written. A whole number
+                # gets no such margin: "825 - .2 = 825" held within the old relative tolerance of 1e-3.
+                return True, left
             if rounding and literal is not None:
-                scale = 0.01 if (literal[2] and right_mode) else 1.0
-                decimals = literal[3]
                 if decimals > 0:
                     # Rounded or truncated in the last stated place: "10/3 = 3.33", "2/3 = 0.66".
                     if abs(left - right) <= 10.0**-decimals * scale * (1 + 1e-9):
@@ -276,7 +269,8 @@ def _first_wrong_equation(text: str, rel_tol: float, rounding: bool = True) -> s
             # Report the narrowest reading ("5+3=9", not "5+3=9*2").
             shown = f"{equation.lhs_source}={equation.rhs_options[-1][1]}"
             if len(shown) <= 60:
-                shown = shown.replace(" ", "")
+                # Spaces go, except between two digits: a mixed number "1 1/2" must not read as 11/2.
+                shown = re.sub(r"(?<!\d)\s+|\s+(?!\d)", "", shown)
             return f"{shown} does not hold (left side is {_format_number(left_value)})"
     return None
 

@@ -79,9 +79,11 @@ class MathVerifier(Verifier):
             and the equation is not read, where skipping them would change its meaning: a
             conversion ("1/2 a cup = 4 ounces"), mixed sizes ("4 pounds - 6 ounces"), a rate
             ("3 degrees/5%").
-        equation_rel_tol: Relative tolerance of an equation. A right side given as a single number
-            is also accepted when it is the left side rounded or truncated to the number's own
-            decimals ("10/3 = 3.33"), or a whole number within 1 of a fractional left side
+        equation_rel_tol: Relative tolerance of an equation: float noise only by default. A right side given as a
+            number with decimals holds when it is the left side correctly rounded to those decimals ("100/15 =
+            6.67"); a whole number gets no margin (under the old default of 1e-3, "825 - .2 = 825" and "1000 + 1 =
+            1000" held). A rounded result is also accepted when it is the left side rounded or truncated to the
+            number's own decimals ("10/3 = 3.3"), or a whole number within 1 of a fractional left side
             ("10/3 = 3 boxes") when the left side is a quotient or a product, never a sum or a difference
             ("1/2 + 1 = 2" fails).
         min_reasoning_steps: Minimum number of arithmetic steps before the final answer: sentences
@@ -174,7 +176,7 @@ class MathVerifier(Verifier):
         *,
         strict: bool = False,
         check_equations: bool = True,
-        equation_rel_tol: float = 1e-3,
+        equation_rel_tol: float = 1e-6,
         min_reasoning_steps: int = 1,
         require_derived_answer: bool = True,
         min_length_ratio: float = 0.25,
@@ -268,7 +270,8 @@ class MathVerifier(Verifier):
             wrong = _first_wrong_equation(text, self.equation_rel_tol, rounding=not self.match_reference_rounding)
             if wrong is not None and self.match_reference_rounding and _states_rounded_results(reference, self.equation_rel_tol):
                 wrong = _first_wrong_equation(text, self.equation_rel_tol)
-            wrong = wrong or first_unsolved_algebra(text, self.equation_rel_tol)
+            # Values given to unknowns are often rounded ("x = 20/3 = 6.67"): the algebra check keeps its own tolerance.
+            wrong = wrong or first_unsolved_algebra(text)
             if wrong is not None:
                 return _fail("wrong_equation", text, wrong)
         if self.reject_repeated_equations:
