@@ -22,6 +22,11 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
         rewriter.config.keep_rejected = True
     rewriter.detect(dataset.column_names, sample=dataset[0] if len(dataset) else None)  # fail fast on bad columns
     print(f"Rewriting {len(dataset)} rows with {args.rewriter or args.model} ...", file=sys.stderr)
+    from transformers import set_seed
+
+    # Best-of-K samples: without a seed two runs of the same command kept different rewrites, and make demo's count
+    # of rewritten rows changed from run to run.
+    set_seed(args.seed)
     patched = rewriter.rewrite(dataset, load_from_cache_file=False)
     patched.save_to_disk(str(output))
     stats = PatchStatistics.from_dataset(patched)
@@ -75,5 +80,6 @@ def _add_rewrite_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="Keep each row's rejected candidates with the gate's reason and detail (column patch_rejected), to audit the gate",
     )
+    rewrite.add_argument("--seed", type=int, default=42, help="Seed of the sampled candidates (transformers.set_seed; default 42, as TRL's)")
     rewrite.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="Also push the patched data set with its card")
     rewrite.set_defaults(func=cmd_rewrite)

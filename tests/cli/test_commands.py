@@ -46,6 +46,20 @@ def test_rewrite_can_save_the_rejected_candidates(tiny_model_dir, gsm8k_jsonl, t
         assert rejected[0]["reason"] == reason and set(rejected[0]) == {"text", "reason", "detail"}
 
 
+def test_rewrite_with_the_same_seed_samples_the_same_candidates(tiny_model_dir, gsm8k_jsonl, tmp_path):
+    from datasets import load_from_disk
+
+    def rejected(seed: int, name: str) -> list:
+        out = tmp_path / name
+        argv = ["rewrite", "--dataset", str(gsm8k_jsonl), "--model", tiny_model_dir, "--output", str(out), "--max-new-tokens", "8"]
+        assert main([*argv, "--limit", "2", "--num-candidates", "2", "--save-rejected", "--seed", str(seed)]) == 0
+        return [[c["text"] for c in row] for row in load_from_disk(str(out))["patch_rejected"]]
+
+    first = rejected(7, "a")
+    assert rejected(7, "b") == first
+    assert rejected(8, "c") != first
+
+
 def test_rewrite_defaults_to_the_builtin_set(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["rewrite", "--model", tiny_model_dir, "--limit", "3", "--output", str(out), "--max-new-tokens", "4"]) == 0
