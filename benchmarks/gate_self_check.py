@@ -116,6 +116,16 @@ LEAKS = {
     ),
     # Gate 11: an equation no value of its unknown solves ("x = 7 + x" four times, then "#### 7").
     "unknown_that_cancels": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nIn all: 48 + 24 = 72 clips.\nx = 7 + x\nx = 7 + x\n#### 72"),
+    # Gate 12, all three from reading the committed rewriter's RFT training data. A number grounded by reading a known
+    # value times or divided by 100 where nothing is in cents ("20-12 = 8" with 12 = 1200 minutes / 100).
+    "hundredfold_of_a_known_value": (
+        "stage_ii",
+        "In May she sold 48 / 2 = 24 clips.\nIn all she sold 48 + 24 = 72 clips, and 72 - 50 = 22 of them went to friends with more than 50.\n#### 72",
+    ),
+    # Gate 12: a final answer "derived" as the first number of an expression in an unknown ("C = 30 * C / #### 30").
+    "answer_in_an_expression_of_an_unknown": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nIn all she sold C = 72 * C clips.\n#### 72"),
+    # Gate 12: an equation inside a parenthetical remark, skipped unread ("(28 items * 100% = 28 items)").
+    "equation_in_parentheses": ("stage_ii", "In May she sold 48 / 2 = 24 clips (48 clips / 2 = 25 clips).\nIn all: 48 + 24 = 72 clips.\n#### 72"),
 }
 """Candidates for the GSM8K "Natalia" row that passed a gate (named beside each): of issue 14 (GRPO gate) and
 of the best-of-K work (Stage II gate)."""

@@ -113,6 +113,9 @@ ANTONIO = {
         ),
         # A running-computation reading that is false ("48 + 48 + 48 = 72") derives nothing when the full reading holds.
         ("In May she sold 48 / 2 = 24 clips.\nTwo Aprils would be 48 + 48 + 48 = 72 * 2 = 144 clips.\n#### 72", NATALIA["answer"], NATALIA["question"]),
+        # Gate 12: the first number of an expression in an unknown (an RFT training rewrite: "C = 120 * C / C = 30 * C /
+        # So, each butterfly spends 30 * C hours in a cocoon. / #### 30").
+        ("In May she sold 48 / 2 = 24 clips.\nIn all she sold C = 72 * C clips.\n#### 72", NATALIA["answer"], NATALIA["question"]),
     ],
 )
 def test_an_operand_after_equals_does_not_derive_the_final_answer(candidate, reference, question):

@@ -128,6 +128,22 @@ def test_annotations_are_steps():
     assert detail is not None and detail.startswith("36 in")
 
 
+JENNY = {
+    "question": "Jenny is working on a school project. She spends 10 hours doing research for the project and 2 hours writing a proposal. If she has 20 hours total to work on the project, how many hours does she have left to write her report?",
+    "rewrite": "Jenny has 20-12 = 8 hours to write her report.\n#### 8",
+}
+
+
+def test_a_hundredfold_grounds_only_where_cents_are_named():
+    # Gate 12: "20 hours" brings 1200 minutes, and 1200 / 100 grounded the 12 (= 10 + 2, done in the head) of a
+    # training rewrite of the committed RFT rewriter.
+    detail = first_ungrounded_operand(JENNY["rewrite"], JENNY["question"])
+    assert detail is not None and detail.startswith("12 in '20-12 = 8'")
+    assert first_ungrounded_operand("She has 20 - 10 - 2 = 8 hours left.", JENNY["question"]) is None
+    # Dollars and cents: the hundredfold still grounds.
+    assert first_ungrounded_operand("He pays 150 - 25 = 125 cents.", "A pen costs $1.50 and he has a 25-cent coupon.") is None
+
+
 def test_question_values():
     values = question_values("She has two dozen eggs, spends 25% of her $40 and works Monday through Thursday.")
     for expected in (2, 12, 25, 0.25, 75, 0.75, 1.25, 40, 4, 3):

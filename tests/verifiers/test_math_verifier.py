@@ -52,7 +52,8 @@ def test_expert_answer_without_annotations_verifies_against_itself(row):
             WENG,
         ),
         (
-            "The wallet costs $100 and Betty has half of it: $50.\n"
+            # Half of it written as a step: "half of it: $50" alone is done in the head (grounded by accident before gate 12).
+            "The wallet costs $100 and Betty has half of it: 100 / 2 = $50.\n"
             "Her parents give $15 and her grandparents twice that, 2 * 15 = $30.\n"
             "She still needs 100 - 50 - 15 - 30 = $5.\n#### 5",
             BETTY,

@@ -157,7 +157,19 @@ def _tokenize_runs(line: str) -> list[tuple[list[_Tok], int]]:
         spaced = False
     if current:
         runs.append((current, run_start))
-    return runs
+    return [trimmed for tokens, start in runs if (trimmed := _without_unmatched_parentheses(tokens, start))[0]]
+
+
+def _without_unmatched_parentheses(tokens: list[_Tok], start: int) -> tuple[list[_Tok], int]:
+    """A run without the parentheses of a remark around it: "(28 items * 100% = 28 items)" gives the run "(28 * 100% =
+    28", whose left side did not parse, so the equation was skipped unread (gate 12). Only an opening parenthesis at the
+    start with more openings than closings, and a closing one at the end with more closings, are dropped."""
+    while tokens and tokens[0].kind == "lp" and sum(t.kind == "lp" for t in tokens) > sum(t.kind == "rp" for t in tokens):
+        tokens = tokens[1:]
+        start = tokens[0].start if tokens else start
+    while tokens and tokens[-1].kind == "rp" and sum(t.kind == "rp" for t in tokens) > sum(t.kind == "lp" for t in tokens):
+        tokens = tokens[:-1]
+    return tokens, start
 
 
 class _Parser:

@@ -75,9 +75,10 @@ def _assigned_values(line: str) -> Iterator[float]:
 
 
 # A number right after "=" that does not begin an expression: in "4/(1/8) = 4*8 = 32" the 4 after "=" is an operand of
-# "4*8", not a result (it had passed as the derivation of a final answer 4 whose step, 32/8, was never written).
+# "4*8", not a result (it had passed as the derivation of a final answer 4 whose step, 32/8, was never written); nor is
+# the 30 of "C = 30 * C", an expression in an unknown (gate 12: "C = 120 * C / C = 30 * C / #### 30" passed).
 _AFTER_EQUALS_RE = re.compile(
-    r"=\s*\$?\s*((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)(?:\s?%)?|\.\d+)(?!\.?\d|,\d)(?!\s?%?\s*(?:[-+*/^×÷x]|times\b|plus\b|minus\b)\s*(?:[$(\d]|\.\d))"
+    r"=\s*\$?\s*((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)(?:\s?%)?|\.\d+)(?!\.?\d|,\d)(?!\s?%?\s*(?:[-+*/^×÷x]|times\b|plus\b|minus\b)\s*(?:[$(\d]|\.\d|[A-Za-z](?![\w'\u2019])))"
 )
 
 

@@ -184,7 +184,7 @@ def question_values(question: str) -> list[float]:
             values.extend((fraction, 1 - fraction))
     for match in _PERCENT_RE.finditer(question):
         percent = float(match.group(1) or match.group(2))
-        values.extend((100.0, percent, percent / 100, 100 - percent, 1 - percent / 100, 100 + percent, 1 + percent / 100))
+        values.extend((100.0, 0.01, percent, percent / 100, 100 - percent, 1 - percent / 100, 100 + percent, 1 + percent / 100))
     for match in _AND_A_HALF_RE.finditer(question):
         values.extend(v + 0.5 for v in _word_value(match.group(1)) or (1.0,))
     for match in _QUANTITY_RE.finditer(question):
@@ -237,18 +237,24 @@ def _matches(target: float, value: float, decimals: int) -> bool:
     return any(_close(target, f(value * scale) / scale, 1e-9) for f in (round, math.floor, math.ceil))
 
 
-def _is_grounded(operand: tuple, factor: bool, known: list[float], constants: tuple[float, ...]) -> bool:
+def _is_grounded(operand: tuple, factor: bool, known: list[float], constants: tuple[float, ...], cents: bool = True) -> bool:
     """Whether an operand is one of the ``known`` values (as written or rounded to its own decimals, a percentage
-    also as a fraction, dollars for cents: ``x100``, ``/100``), or one of the ``constants`` (as written; beyond 1 and
-    2 only as a factor or divisor: they convert units, "48 + 24" takes no 24 hours)."""
+    also as a fraction, with ``cents`` dollars for cents and percentages: ``x100``, ``/100``), or one of the ``constants`` (as
+    written; beyond 1 and 2 only as a factor or divisor: they convert units, "48 + 24" takes no 24 hours)."""
     _, value, percent, decimals = operand
     targets = {abs(value), abs(value) / 100} if percent else {abs(value)}
+    scales = (1, 100, 0.01) if cents else (1,)
     for target in targets:
         if any(_close(target, c) for c in constants if factor or c <= 2):
             return True
-        if any(_matches(target, scaled, decimals) for k in known for scaled in (k, k * 100, k / 100)):
+        if any(_matches(target, k * scale, decimals) for k in known for scale in scales):
             return True
     return False
+
+
+# Cents (coins named too) and percentages: the reasons to read a known value times or divided by 100 (0.25 dollars
+# for a quarter, a derived 60 written .6).
+_HUNDREDFOLD_RE = re.compile(r"\b(?:cents?|penny|pennies|nickels?|dimes?|quarters?|percent)\b|%|\u00a2", re.IGNORECASE)
 
 
 def first_ungrounded_operand(body: str, question: str, constants: tuple[float, ...] = COMMON_CONSTANTS) -> str | None:
@@ -267,6 +273,10 @@ def first_ungrounded_operand(body: str, question: str, constants: tuple[float, .
     equation derives numbers without writing each computation.
     """
     known = question_values(question)
+    # Without cents or percentages, "x100, /100" grounded numbers by accident: "20 hours" brings 1200 minutes, and 1200 /
+    # 100 let "20-12 = 8" through with the 12 (= 10 + 2) done in the head (gate 12; an RFT training rewrite of the
+    # committed rewriter); "$1.2" let "120*6" through with 100 * 1.2 never written.
+    cents = bool(_HUNDREDFOLD_RE.search(question) or _HUNDREDFOLD_RE.search(body))
     for sentence in _SENTENCE_SPLIT_RE.split(body):
         visible = strip_calculator_annotations(sentence)
         if "=" in visible and _UNKNOWN_RE.search(_normalize_math_line(visible)):
@@ -290,7 +300,7 @@ def first_ungrounded_operand(body: str, question: str, constants: tuple[float, .
             # same sentence, or an annotation read before the visible text around it.
             step_known = [*known, *(v for other, step in enumerate(steps) if other != index for v in step[1])]
             for operand, factor in _operands(expression):
-                if not _is_grounded(operand, factor, step_known, constants):
+                if not _is_grounded(operand, factor, step_known, constants, cents):
                     return f"{_format_number(operand[1])} in {shown!r} is neither in the question nor derived before"
         known.extend(v for step in steps for v in step[1])
         known.extend(abs(v) for v in _numbers_in(" ".join(m.group(1) for m in _AFTER_EQUALS_RE.finditer(visible))))
