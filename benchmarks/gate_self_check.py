@@ -126,6 +126,9 @@ LEAKS = {
     "answer_in_an_expression_of_an_unknown": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nIn all she sold C = 72 * C clips.\n#### 72"),
     # Gate 12: an equation inside a parenthetical remark, skipped unread ("(28 items * 100% = 28 items)").
     "equation_in_parentheses": ("stage_ii", "In May she sold 48 / 2 = 24 clips (48 clips / 2 = 25 clips).\nIn all: 48 + 24 = 72 clips.\n#### 72"),
+    # Gate 13: unit labels in parentheses made an equation unreadable ("10 (Pets) * 5 (Groceries) = 50 (Groceries)", kept
+    # by make demo under gate 12 with its 10 never computed).
+    "parenthesized_unit_labels": ("stage_ii", "In May she sold 48 / 2 = 24 clips.\nIn all: 48 (April) + 24 (May) = 70 (clips), that is 48 + 24 = 72.\n#### 72"),
 }
 """Candidates for the GSM8K "Natalia" row that passed a gate (named beside each): of issue 14 (GRPO gate) and
 of the best-of-K work (Stage II gate)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-GATE_VERSION = 12
+GATE_VERSION = 13
 """Version of the gate's verdicts: bump it whenever a change to the checks can change a verdict under an
 unchanged configuration (a check fixed, words tokenised differently). The patch cache key holds it, so that
 patched sets cached under an older gate are not reused. 2: Unicode words, identity steps, copies measured
@@ -45,7 +45,8 @@ answer (a final 4 whose step 32/8 was never written had passed) nor grounds a la
 the left side is read ("21 * 1 1/2 = 21 birds" was skipped); ``equation_rel_tol`` defaults to 1e-6 and a stated decimal holds
 when correctly rounded ("825 - .2 = 825" held within 1e-3); an equation that no value of its one unknown solves fails ("x = 7 + x"). 12: a known value times or divided by 100 grounds
 an operand only where cents are named ("20-12 = 8" was grounded by 1200 minutes / 100); a number after "=" that begins an
-expression in an unknown ("C = 30 * C") derives no final answer; an equation in a parenthetical remark is read."""
+expression in an unknown ("C = 30 * C") derives no final answer; an equation in a parenthetical remark is read. 13: a unit
+label in parentheses after a number is a unit word ("10 (Pets) * 5 (Groceries) = 50" was not read)."""
 
 GRPO_GATE: dict[str, Any] = {
     "name": "math",

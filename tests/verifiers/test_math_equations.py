@@ -154,6 +154,9 @@ def test_wrong_equation_on_the_way_to_the_right_answer_fails():
         # An equation in a parenthetical remark is read (gate 12: "(28 items * 100% = 28 items)" was skipped).
         ("She sold 24 clips (48 clips / 2 = 25 clips) in May", False),
         ("She sold 24 clips (48 clips / 2 = 24 clips) in May", True),
+        # Unit labels in parentheses are unit words (gate 13: "10 (Pets) * 5 (Groceries) = 50 (Groceries)" was not read).
+        ("Dev spends 10 (Pets) * 5 (Groceries) = 60 (Groceries)", False),
+        ("Dev spends 10 (Pets) * 5 (Groceries) = 50 (Groceries)", True),
     ],
 )
 def test_equations_are_checked(line, accepted):

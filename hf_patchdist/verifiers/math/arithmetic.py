@@ -47,6 +47,9 @@ _WORD_OPS_RE = re.compile(
 _WORD_OP_SYMBOL = {"times": "*", "multiplied by": "*", "plus": "+", "minus": "-", "divided by": "/"}
 _RATE_SUFFIX_RE = re.compile(r"(?<=\d)/[A-Za-z]{2,}(?:/[A-Za-z]+)*(?![\w'])")
 _ELLIPSIS_PERCENT_RE = re.compile(r"(\d)(?:\.{2,}|\u2026)(\s?%)")
+# "10 (Pets) * 5 (Groceries) = 50": a unit label in parentheses is a unit word, or the equation is not read at all
+# (gate 13: the demo kept that line, its 10 never computed).
+_PARENTHESIZED_UNIT_RE = re.compile(r"(?<=[\d%])\s*\(\s*([A-Za-z][A-Za-z'\-]*(?:\s+[A-Za-z][A-Za-z'\-]*){0,2})\s*\)")
 _LIST_MARKER_RE = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)])\s+")
 
 _TOKEN_RE = re.compile(
@@ -88,6 +91,7 @@ def _normalize_math_line(line: str) -> str:
         line = new
     line = _ELLIPSIS_PERCENT_RE.sub(r"\1\2", line)  # "8.333...%": a rounded percentage
     line = _RATE_SUFFIX_RE.sub("", line)  # "$300/day": a rate, not a division by a word
+    line = _PARENTHESIZED_UNIT_RE.sub(r" \1", line)
     line = _strip_units(line)
     line = _WORD_OPS_RE.sub(lambda m: f" {_WORD_OP_SYMBOL[' '.join(m.group(1).lower().split())]} ", line)
     return _LIST_MARKER_RE.sub(" ", line)
