@@ -237,13 +237,13 @@ def _matches(target: float, value: float, decimals: int) -> bool:
     return any(_close(target, f(value * scale) / scale, 1e-9) for f in (round, math.floor, math.ceil))
 
 
-def _is_grounded(operand: tuple, factor: bool, known: list[float], constants: tuple[float, ...], cents: bool = True) -> bool:
+def _is_grounded(operand: tuple, factor: bool, known: list[float], constants: tuple[float, ...], hundredfold: bool = True) -> bool:
     """Whether an operand is one of the ``known`` values (as written or rounded to its own decimals, a percentage
-    also as a fraction, with ``cents`` dollars for cents and percentages: ``x100``, ``/100``), or one of the ``constants`` (as
+    also as a fraction, with ``hundredfold`` dollars for cents and percentages as numbers: ``x100``, ``/100``), or one of the ``constants`` (as
     written; beyond 1 and 2 only as a factor or divisor: they convert units, "48 + 24" takes no 24 hours)."""
     _, value, percent, decimals = operand
     targets = {abs(value), abs(value) / 100} if percent else {abs(value)}
-    scales = (1, 100, 0.01) if cents else (1,)
+    scales = (1, 100, 0.01) if hundredfold else (1,)
     for target in targets:
         if any(_close(target, c) for c in constants if factor or c <= 2):
             return True
@@ -276,7 +276,7 @@ def first_ungrounded_operand(body: str, question: str, constants: tuple[float, .
     # Without cents or percentages, "x100, /100" grounded numbers by accident: "20 hours" brings 1200 minutes, and 1200 /
     # 100 let "20-12 = 8" through with the 12 (= 10 + 2) done in the head (gate 12; an RFT training rewrite of the
     # committed rewriter); "$1.2" let "120*6" through with 100 * 1.2 never written.
-    cents = bool(_HUNDREDFOLD_RE.search(question) or _HUNDREDFOLD_RE.search(body))
+    hundredfold = bool(_HUNDREDFOLD_RE.search(question) or _HUNDREDFOLD_RE.search(body))
     for sentence in _SENTENCE_SPLIT_RE.split(body):
         visible = strip_calculator_annotations(sentence)
         if "=" in visible and _UNKNOWN_RE.search(_normalize_math_line(visible)):
@@ -300,7 +300,7 @@ def first_ungrounded_operand(body: str, question: str, constants: tuple[float, .
             # same sentence, or an annotation read before the visible text around it.
             step_known = [*known, *(v for other, step in enumerate(steps) if other != index for v in step[1])]
             for operand, factor in _operands(expression):
-                if not _is_grounded(operand, factor, step_known, constants, cents):
+                if not _is_grounded(operand, factor, step_known, constants, hundredfold):
                     return f"{_format_number(operand[1])} in {shown!r} is neither in the question nor derived before"
         known.extend(v for step in steps for v in step[1])
         known.extend(abs(v) for v in _numbers_in(" ".join(m.group(1) for m in _AFTER_EQUALS_RE.finditer(visible))))
