@@ -47,9 +47,6 @@ _WORD_OPS_RE = re.compile(
 _WORD_OP_SYMBOL = {"times": "*", "multiplied by": "*", "plus": "+", "minus": "-", "divided by": "/"}
 _RATE_SUFFIX_RE = re.compile(r"(?<=\d)/[A-Za-z]{2,}(?:/[A-Za-z]+)*(?![\w'])")
 _ELLIPSIS_PERCENT_RE = re.compile(r"(\d)(?:\.{2,}|\u2026)(\s?%)")
-# "10 (Pets) * 5 (Groceries) = 50": a unit label in parentheses is a unit word, or the equation is not read at all
-# (gate 13: the demo kept that line, its 10 never computed).
-_PARENTHESIZED_UNIT_RE = re.compile(r"(?<=[\d%])\s*\(\s*([A-Za-z][A-Za-z'\-]*(?:\s+[A-Za-z][A-Za-z'\-]*){0,2})\s*\)")
 _LIST_MARKER_RE = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)])\s+")
 
 _TOKEN_RE = re.compile(
@@ -91,7 +88,6 @@ def _normalize_math_line(line: str) -> str:
         line = new
     line = _ELLIPSIS_PERCENT_RE.sub(r"\1\2", line)  # "8.333...%": a rounded percentage
     line = _RATE_SUFFIX_RE.sub("", line)  # "$300/day": a rate, not a division by a word
-    line = _PARENTHESIZED_UNIT_RE.sub(r" \1", line)
     line = _strip_units(line)
     line = _WORD_OPS_RE.sub(lambda m: f" {_WORD_OP_SYMBOL[' '.join(m.group(1).lower().split())]} ", line)
     return _LIST_MARKER_RE.sub(" ", line)
@@ -168,12 +164,15 @@ def _without_unmatched_parentheses(tokens: list[_Tok], start: int) -> tuple[list
     """A run without the parentheses of a remark around it: "(28 items * 100% = 28 items)" gives the run "(28 * 100% =
     28", whose left side did not parse, so the equation was skipped unread (gate 12). Only an opening parenthesis at the
     start with more openings than closings, and a closing one at the end with more closings, are dropped."""
-    while tokens and tokens[0].kind == "lp" and sum(t.kind == "lp" for t in tokens) > sum(t.kind == "rp" for t in tokens):
-        tokens = tokens[1:]
-        start = tokens[0].start if tokens else start
-    while tokens and tokens[-1].kind == "rp" and sum(t.kind == "rp" for t in tokens) > sum(t.kind == "lp" for t in tokens):
-        tokens = tokens[:-1]
-    return tokens, start
+    # Openings minus closings: each parenthesis dropped from an end moves it one towards balance.
+    balance = sum(t.kind == "lp" for t in tokens) - sum(t.kind == "rp" for t in tokens)
+    first, last = 0, len(tokens)
+    while balance > 0 and first < last and tokens[first].kind == "lp":
+        first, balance = first + 1, balance - 1
+    while balance < 0 and first < last and tokens[last - 1].kind == "rp":
+        last, balance = last - 1, balance + 1
+    trimmed = tokens[first:last]
+    return trimmed, trimmed[0].start if first and trimmed else start
 
 
 class _Parser:

@@ -237,7 +237,7 @@ def _matches(target: float, value: float, decimals: int) -> bool:
     return any(_close(target, f(value * scale) / scale, 1e-9) for f in (round, math.floor, math.ceil))
 
 
-def _is_grounded(operand: tuple, factor: bool, known: list[float], constants: tuple[float, ...], hundredfold: bool = True) -> bool:
+def _is_grounded(operand: tuple, factor: bool, known: list[float], constants: tuple[float, ...], hundredfold: bool) -> bool:
     """Whether an operand is one of the ``known`` values (as written or rounded to its own decimals, a percentage
     also as a fraction, with ``hundredfold`` dollars for cents and percentages as numbers: ``x100``, ``/100``), or one of the ``constants`` (as
     written; beyond 1 and 2 only as a factor or divisor: they convert units, "48 + 24" takes no 24 hours)."""

@@ -76,13 +76,20 @@ def _measure(units: str) -> tuple[str, str] | None:
     return None
 
 
+# "10 (Pets) * 5 (Groceries) = 50": a unit label in parentheses is a unit word, or the equation is not read at all
+# (gate 13: the demo kept that line, its 10 never computed).
+_PARENTHESIZED_UNIT_RE = re.compile(r"(?<=[\d%])\s*\(\s*([A-Za-z][A-Za-z'\-]*(?:\s+[A-Za-z][A-Za-z'\-]*){0,2})\s*\)")
+
+
 def _strip_units(line: str) -> str:
-    """Remove unit words between numbers and operators (see _UNITS_RE), except where unsafe.
+    """Remove unit words between numbers and operators (see _UNITS_RE), except where unsafe; a unit label in
+    parentheses after a number ("10 (Pets) * 5") is read as a unit word first.
 
     Kept: a unit before a tight ``/`` ("3 degrees/5%" is a rate, not a division); a unit before
     "=" whose left side is a single quantity ("1/2 a cup = 4 ounces" is a conversion); units of
     the same measure but different sizes around ``+``/``-`` ("4 pounds - 6 ounces").
     """
+    line = _PARENTHESIZED_UNIT_RE.sub(r" \1", line)
     matches = list(_UNITS_RE.finditer(line))
     if not matches:
         return line
